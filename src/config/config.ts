@@ -1,0 +1,184 @@
+import { hostname } from 'node:os';
+import { randomBytes } from 'node:crypto';
+import { z } from 'zod';
+import { ConfigError } from '../errors.js';
+import { NamespaceSchema } from '../contract/names.js';
+
+/**
+ * Every setting of order-fleet, in one zod schema keyed by its environment variable name.
+ * Sources, later wins: defaults → environment → CLI flags (passed as `overrides` under the same
+ * names). The result is parsed once into a deeply readonly {@link Config}; modules receive the
+ * part they need and never read `process.env` themselves.
+ */
+const int = (min: number, max = Number.MAX_SAFE_INTEGER) => z.coerce.number().int().min(min).max(max);
+const bool = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no'])
+  .transform((v) => v === 'true' || v === '1' || v === 'yes');
+const optionalString = z.string().min(1).optional();
+
+export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
+
+export const EnvSchema = z.object({
+  NATS_URL: z
+    .string()
+    .default('nats://127.0.0.1:4222')
+    .transform((s) => s.split(',').map((u) => u.trim()).filter((u) => u.length > 0))
+    .pipe(z.array(z.string().regex(/^(nats|tls|ws|wss):\/\/[^\s]+$|^[^\s:/]+:\d+$/u, 'each server must look like nats://host:port')).min(1, 'at least one server is required')),
+  NATS_CREDS: optionalString,
+  NATS_USER: optionalString,
+  NATS_PASSWORD: optionalString,
+  NATS_TOKEN: optionalString,
+  NATS_TLS: bool.default(false),
+  NATS_TLS_CA: optionalString,
+  NATS_TLS_CERT: optionalString,
+  NATS_TLS_KEY: optionalString,
+  LOG_LEVEL: z.enum(LOG_LEVELS).default('info'),
+  ORDER_FLEET_NAMESPACE: NamespaceSchema.default(''),
+
+  // Provisioning (`order-fleet setup`). PARTITIONS is fixed once a deployment exists.
+  // Unset means: keep what the deployment stores (32 for a new one).
+  PARTITIONS: int(1, 4096).optional(),
+  ORDERS_REPLICAS: int(1, 5).default(1),
+  ORDERS_MAX_AGE_MS: int(0).default(7 * 24 * 3600 * 1000),
+  ORDERS_DUPLICATE_WINDOW_MS: int(1000).default(2 * 60 * 1000),
+
+  // Event limits, enforced by publishers and again by workers.
+  MAX_PAYLOAD_BYTES: int(64, 1024 * 1024).default(16 * 1024),
+  MAX_ITEMS_PER_EVENT: int(1, 100_000).default(1000),
+
+  // Worker.
+  WORKER_ID: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/u, 'WORKER_ID may only contain letters, digits, _ and - (max 64)').optional(),
+  CHECKPOINT_EVERY_EVENTS: int(1).default(5000),
+  CHECKPOINT_INTERVAL_MS: int(10).default(1000),
+  CHECKPOINT_CONCURRENCY: int(1, 1024).default(64),
+  MAX_CUSTOMERS_IN_MEMORY: int(1).default(250_000),
+  SHUTDOWN_GRACE_MS: int(100).default(25_000),
+  QUERY_TIMEOUT_MS: int(10).default(1000),
+
+  // Publisher.
+  PUBLISH_MAX_IN_FLIGHT: int(1, 100_000).default(1024),
+  PUBLISH_MAX_ATTEMPTS: int(1, 1000).default(30),
+  PUBLISH_TIMEOUT_MS: int(100).default(5000),
+});
+
+export type EnvName = keyof typeof EnvSchema.shape;
+export type EnvInput = Partial<Record<EnvName, string | undefined>>;
+
+export interface NatsConfig {
+  readonly servers: readonly string[];
+  readonly creds?: string;
+  readonly user?: string;
+  readonly password?: string;
+  readonly token?: string;
+  readonly tls?: { readonly ca?: string; readonly cert?: string; readonly key?: string };
+}
+
+export interface Config {
+  readonly nats: NatsConfig;
+  readonly logLevel: (typeof LOG_LEVELS)[number];
+  readonly namespace: string;
+  readonly setup: {
+    /** Requested partition count; undefined keeps the stored one (or the default for a new one). */
+    readonly partitions: number | undefined;
+    readonly replicas: number;
+    readonly maxAgeMs: number;
+    readonly duplicateWindowMs: number;
+  };
+  readonly limits: { readonly maxPayloadBytes: number; readonly maxItemsPerEvent: number };
+  readonly worker: {
+    readonly id: string;
+    readonly checkpointEveryEvents: number;
+    readonly checkpointIntervalMs: number;
+    readonly checkpointConcurrency: number;
+    readonly maxCustomersInMemory: number;
+    readonly shutdownGraceMs: number;
+  };
+  readonly query: { readonly timeoutMs: number };
+  readonly publisher: {
+    readonly maxInFlight: number;
+    readonly maxAttempts: number;
+    readonly timeoutMs: number;
+  };
+}
+
+/** The default worker id: the host name (a pod name on Kubernetes) plus a random suffix. */
+export function defaultWorkerId(): string {
+  const host = hostname().replace(/[^A-Za-z0-9_-]/gu, '-').slice(0, 48) || 'worker';
+  return `${host}-${randomBytes(3).toString('hex')}`;
+}
+
+/**
+ * Parses settings once. Unknown environment variables are ignored; a bad value throws one
+ * {@link ConfigError} that names every offending variable.
+ */
+export function loadConfig(env: EnvInput, overrides: EnvInput = {}): Config {
+  const merged: Record<string, string> = {};
+  for (const source of [env, overrides]) {
+    for (const [key, value] of Object.entries(source)) {
+      // Empty strings mean "not set", as in most shells' `VAR= cmd`.
+      if (key in EnvSchema.shape && value !== undefined && value !== '') merged[key] = value;
+    }
+  }
+  const result = EnvSchema.safeParse(merged);
+  if (!result.success) {
+    const problems = result.error.issues.map((issue) => {
+      const variable = String(issue.path[0] ?? 'config');
+      return { variable, text: `${variable}: ${issue.message}` };
+    });
+    const first = problems[0]?.variable ?? 'config';
+    throw new ConfigError(`invalid configuration: ${problems.map((p) => p.text).join('; ')}`, first, {
+      details: { variables: problems.map((p) => p.variable) },
+    });
+  }
+  const e = result.data;
+  const tls =
+    e.NATS_TLS || e.NATS_TLS_CA !== undefined || e.NATS_TLS_CERT !== undefined
+      ? {
+          ...(e.NATS_TLS_CA === undefined ? {} : { ca: e.NATS_TLS_CA }),
+          ...(e.NATS_TLS_CERT === undefined ? {} : { cert: e.NATS_TLS_CERT }),
+          ...(e.NATS_TLS_KEY === undefined ? {} : { key: e.NATS_TLS_KEY }),
+        }
+      : undefined;
+  const config: Config = {
+    nats: {
+      servers: e.NATS_URL,
+      ...(e.NATS_CREDS === undefined ? {} : { creds: e.NATS_CREDS }),
+      ...(e.NATS_USER === undefined ? {} : { user: e.NATS_USER }),
+      ...(e.NATS_PASSWORD === undefined ? {} : { password: e.NATS_PASSWORD }),
+      ...(e.NATS_TOKEN === undefined ? {} : { token: e.NATS_TOKEN }),
+      ...(tls === undefined ? {} : { tls }),
+    },
+    logLevel: e.LOG_LEVEL,
+    namespace: e.ORDER_FLEET_NAMESPACE,
+    setup: {
+      partitions: e.PARTITIONS,
+      replicas: e.ORDERS_REPLICAS,
+      maxAgeMs: e.ORDERS_MAX_AGE_MS,
+      duplicateWindowMs: e.ORDERS_DUPLICATE_WINDOW_MS,
+    },
+    limits: { maxPayloadBytes: e.MAX_PAYLOAD_BYTES, maxItemsPerEvent: e.MAX_ITEMS_PER_EVENT },
+    worker: {
+      id: e.WORKER_ID ?? defaultWorkerId(),
+      checkpointEveryEvents: e.CHECKPOINT_EVERY_EVENTS,
+      checkpointIntervalMs: e.CHECKPOINT_INTERVAL_MS,
+      checkpointConcurrency: e.CHECKPOINT_CONCURRENCY,
+      maxCustomersInMemory: e.MAX_CUSTOMERS_IN_MEMORY,
+      shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
+    },
+    query: { timeoutMs: e.QUERY_TIMEOUT_MS },
+    publisher: {
+      maxInFlight: e.PUBLISH_MAX_IN_FLIGHT,
+      maxAttempts: e.PUBLISH_MAX_ATTEMPTS,
+      timeoutMs: e.PUBLISH_TIMEOUT_MS,
+    },
+  };
+  return deepFreeze(config);
+}
+
+function deepFreeze<T>(value: T): T {
+  if (typeof value === 'object' && value !== null) {
+    for (const inner of Object.values(value)) deepFreeze(inner);
+    Object.freeze(value);
+  }
+  return value;
+}

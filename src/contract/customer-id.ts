@@ -1,0 +1,59 @@
+import { ErrorCode, ValidationError } from '../errors.js';
+
+/** Customer ids are one subject token; this is the longest we accept, in UTF-8 bytes. */
+export const MAX_CUSTOMER_ID_BYTES = 128;
+
+const encoder = new TextEncoder();
+// Whitespace (including Unicode spaces) and control characters would split or corrupt a subject.
+const WHITESPACE = /\s/u;
+// eslint-disable-next-line no-control-regex -- matching control characters is the point
+const CONTROL = /[\u0000-\u001f\u007f-\u009f]/u;
+
+interface Rule {
+  readonly name: string;
+  readonly broken: (id: string) => boolean;
+  readonly explain: string;
+}
+
+const RULES: readonly Rule[] = [
+  { name: 'non-empty', broken: (id) => id.length === 0, explain: 'must not be empty' },
+  {
+    name: 'max-bytes',
+    broken: (id) => encoder.encode(id).byteLength > MAX_CUSTOMER_ID_BYTES,
+    explain: `must be at most ${MAX_CUSTOMER_ID_BYTES} bytes in UTF-8`,
+  },
+  { name: 'no-dot', broken: (id) => id.includes('.'), explain: "must not contain '.'" },
+  {
+    name: 'no-wildcard',
+    broken: (id) => id.includes('*') || id.includes('>'),
+    explain: "must not contain the wildcards '*' or '>'",
+  },
+  {
+    name: 'no-whitespace',
+    broken: (id) => WHITESPACE.test(id),
+    explain: 'must not contain whitespace',
+  },
+  {
+    name: 'no-control',
+    broken: (id) => CONTROL.test(id),
+    explain: 'must not contain control characters',
+  },
+];
+
+/** Returns the first rule the id breaks, or undefined when it is a safe subject token. */
+export function customerIdViolation(id: string): Rule | undefined {
+  return RULES.find((rule) => rule.broken(id));
+}
+
+/** Throws a {@link ValidationError} naming the broken rule. */
+export function assertCustomerId(id: string): void {
+  const rule = customerIdViolation(id);
+  if (rule !== undefined) {
+    throw new ValidationError(
+      ErrorCode.InvalidCustomerId,
+      `invalid customer id ${JSON.stringify(id.slice(0, 64))}: ${rule.explain} (rule ${rule.name})`,
+      rule.name,
+      { details: { rule: rule.name } },
+    );
+  }
+}

@@ -1,0 +1,44 @@
+import { z } from 'zod';
+
+/**
+ * Names of every NATS resource the fleet uses. The defaults are the public contract (stream
+ * `ORDERS`, subjects `orders.<p>.<customerId>`). An optional namespace prefixes every name so that
+ * several fleets (or parallel test runs) can share one NATS account without touching each other.
+ */
+export interface ResourceNames {
+  readonly namespace: string;
+  /** Stream holding the order events (and, later, timer entries). */
+  readonly ordersStream: string;
+  /** First token(s) of event subjects: `<ordersPrefix>.<p>.<customerId>`. */
+  readonly ordersPrefix: string;
+  readonly deadLetterStream: string;
+  readonly deadLetterPrefix: string;
+  /** KV bucket: one entry per customer. */
+  readonly stateBucket: string;
+  /** KV bucket: deployment settings (partition count) and per-partition watermarks. */
+  readonly metaBucket: string;
+  /** Request/reply subjects for questions, per partition. */
+  readonly queryPrefix: string;
+}
+
+export const NamespaceSchema = z
+  .string()
+  .regex(/^[A-Za-z0-9_-]*$/u, 'namespace may only contain letters, digits, _ and -')
+  .max(32, 'namespace must be at most 32 characters');
+
+export function resourceNames(namespace = ''): ResourceNames {
+  NamespaceSchema.parse(namespace);
+  const upper = namespace === '' ? '' : `${namespace.toUpperCase()}_`;
+  const dotted = namespace === '' ? '' : `${namespace}.`;
+  const dashed = namespace === '' ? '' : `${namespace}-`;
+  return {
+    namespace,
+    ordersStream: `${upper}ORDERS`,
+    ordersPrefix: `${dotted}orders`,
+    deadLetterStream: `${upper}ORDERS_DLQ`,
+    deadLetterPrefix: `${dotted}dlq.orders`,
+    stateBucket: `${dashed}orders-state`,
+    metaBucket: `${dashed}orders-meta`,
+    queryPrefix: `${dotted}order-fleet.q`,
+  };
+}

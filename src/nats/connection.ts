@@ -1,0 +1,51 @@
+import { readFileSync } from 'node:fs';
+import { connect, credsAuthenticator, type NatsConnection } from '@nats-io/transport-node';
+import type { NatsConfig } from '../config/config.js';
+import type { Logger } from '../logging/logger.js';
+
+/**
+ * Opens a connection that never gives up reconnecting: workers and publishers must ride out
+ * server restarts and rolling upgrades of a NATS cluster, not crash on them.
+ */
+export async function connectNats(config: NatsConfig, name: string, log?: Logger): Promise<NatsConnection> {
+  const nc = await connect({
+    servers: [...config.servers],
+    name,
+    maxReconnectAttempts: -1,
+    reconnectTimeWait: 250,
+    waitOnFirstConnect: false,
+    ...(config.user === undefined ? {} : { user: config.user }),
+    ...(config.password === undefined ? {} : { pass: config.password }),
+    ...(config.token === undefined ? {} : { token: config.token }),
+    ...(config.creds === undefined
+      ? {}
+      : { authenticator: credsAuthenticator(readFileSync(config.creds)) }),
+    ...(config.tls === undefined
+      ? {}
+      : {
+          tls: {
+            ...(config.tls.ca === undefined ? {} : { caFile: config.tls.ca }),
+            ...(config.tls.cert === undefined ? {} : { certFile: config.tls.cert }),
+            ...(config.tls.key === undefined ? {} : { keyFile: config.tls.key }),
+          },
+        }),
+  });
+  if (log !== undefined) void watchStatus(nc, log);
+  return nc;
+}
+
+/** Logs connection status changes (disconnects, reconnects) so operators can see them. */
+async function watchStatus(nc: NatsConnection, log: Logger): Promise<void> {
+  for await (const status of nc.status()) {
+    switch (status.type) {
+      case 'disconnect':
+      case 'reconnect':
+      case 'error':
+      case 'ldm':
+        log.warn({ status: status.type, server: 'server' in status ? status.server : undefined }, 'nats connection status');
+        break;
+      default:
+        log.debug({ status: status.type }, 'nats connection status');
+    }
+  }
+}

@@ -1,0 +1,58 @@
+import { Kvm, type KV } from '@nats-io/kv';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { z } from 'zod';
+import type { ResourceNames } from '../contract/names.js';
+import { ErrorCode, OrderFleetError } from '../errors.js';
+import { isStreamNotFound } from './errors.js';
+
+/** The partition count of a new deployment, when `PARTITIONS` is not given. */
+export const DEFAULT_PARTITIONS = 32;
+
+/** Key in the meta bucket that stores the deployment's fixed settings. */
+export const DEPLOYMENT_KEY = 'deployment';
+
+export const DeploymentSchema = z.object({
+  version: z.literal(1),
+  partitions: z.number().int().min(1),
+  createdAt: z.string(),
+});
+
+/**
+ * Settings fixed when the deployment was created. Every component reads the partition count from
+ * here, never from its own configuration, so publishers and workers cannot disagree on it.
+ */
+export type Deployment = z.infer<typeof DeploymentSchema>;
+
+export async function openMetaBucket(nc: NatsConnection, names: ResourceNames): Promise<KV> {
+  return new Kvm(nc).open(names.metaBucket);
+}
+
+/** Reads the stored deployment, or undefined when `setup` never ran. */
+export async function readDeployment(meta: KV): Promise<Deployment | undefined> {
+  const entry = await meta.get(DEPLOYMENT_KEY);
+  if (entry === null || entry.operation !== 'PUT') return undefined;
+  return DeploymentSchema.parse(entry.json());
+}
+
+/** Loads the deployment or explains that `order-fleet setup` must run first. */
+export async function loadDeployment(nc: NatsConnection, names: ResourceNames): Promise<Deployment> {
+  let deployment: Deployment | undefined;
+  try {
+    deployment = await readDeployment(await openMetaBucket(nc, names));
+  } catch (err) {
+    // A missing meta bucket means "never provisioned"; anything else is a real failure.
+    if (!isMissingBucket(err)) throw err;
+    deployment = undefined;
+  }
+  if (deployment === undefined) {
+    throw new OrderFleetError(
+      ErrorCode.NotProvisioned,
+      `the deployment is not provisioned (no ${names.metaBucket}/${DEPLOYMENT_KEY}); run \`order-fleet setup\` first`,
+    );
+  }
+  return deployment;
+}
+
+function isMissingBucket(err: unknown): boolean {
+  return isStreamNotFound(err) || (err instanceof Error && isStreamNotFound(err.cause));
+}

@@ -1,0 +1,183 @@
+import {
+  DiscardPolicy,
+  RetentionPolicy,
+  StorageType,
+  type JetStreamManager,
+  type StreamConfig,
+} from '@nats-io/jetstream';
+import { Kvm } from '@nats-io/kv';
+import { nanos, type NatsConnection } from '@nats-io/transport-node';
+import type { ResourceNames } from '../contract/names.js';
+import { ordersStreamSubjects } from '../contract/subjects.js';
+import { ErrorCode, OrderFleetError } from '../errors.js';
+import type { Logger } from '../logging/logger.js';
+import { DEFAULT_PARTITIONS, DEPLOYMENT_KEY, readDeployment, type Deployment } from './deployment.js';
+import { isStreamNotFound, isWrongLastSequence } from './errors.js';
+import { jetstreamManager } from '@nats-io/jetstream';
+
+export interface SetupOptions {
+  /** Requested partition count; undefined keeps the stored one (default for a new deployment). */
+  readonly partitions: number | undefined;
+  readonly replicas: number;
+  readonly maxAgeMs: number;
+  readonly duplicateWindowMs: number;
+}
+
+export type SetupAction = 'created' | 'updated' | 'unchanged';
+
+export interface SetupReport {
+  readonly deployment: Deployment;
+  readonly resources: readonly {
+    readonly kind: 'stream' | 'kv';
+    readonly name: string;
+    readonly action: SetupAction;
+    readonly changed: readonly string[];
+  }[];
+}
+
+/** Dead letters are kept longer than events: an operator must have time to look at them. */
+const DEAD_LETTER_MAX_AGE_MS = 30 * 24 * 3600 * 1000;
+
+/** The fields of a stream config that setup manages and compares. */
+type Managed = Pick<
+  StreamConfig,
+  'name' | 'subjects' | 'storage' | 'retention' | 'discard' | 'num_replicas' | 'max_age' | 'duplicate_window'
+>;
+const IMMUTABLE: readonly (keyof Managed)[] = ['storage', 'retention'];
+
+/**
+ * Creates or updates, idempotently, everything the fleet needs. Running it twice changes nothing.
+ * The partition count is the one setting that can never change on a live deployment: every
+ * customer's events, state keys and watermarks are addressed by it.
+ */
+export async function setupDeployment(
+  nc: NatsConnection,
+  names: ResourceNames,
+  options: SetupOptions,
+  log: Logger,
+): Promise<SetupReport> {
+  const jsm = await jetstreamManager(nc);
+  const resources: SetupReport['resources'][number][] = [];
+  const replicas = options.replicas;
+
+  resources.push(
+    await ensureStream(jsm, {
+      name: names.ordersStream,
+      subjects: ordersStreamSubjects(names),
+      storage: StorageType.File,
+      retention: RetentionPolicy.Limits,
+      discard: DiscardPolicy.Old,
+      num_replicas: replicas,
+      max_age: nanos(options.maxAgeMs),
+      duplicate_window: nanos(options.duplicateWindowMs),
+    }),
+  );
+  resources.push(
+    await ensureStream(jsm, {
+      name: names.deadLetterStream,
+      subjects: [`${names.deadLetterPrefix}.>`],
+      storage: StorageType.File,
+      retention: RetentionPolicy.Limits,
+      discard: DiscardPolicy.Old,
+      num_replicas: replicas,
+      max_age: nanos(DEAD_LETTER_MAX_AGE_MS),
+      // Dead letters are published with a deterministic id per source message, so a replay
+      // that meets the same bad message does not file it twice.
+      duplicate_window: nanos(options.duplicateWindowMs),
+    }),
+  );
+  for (const bucket of [names.stateBucket, names.metaBucket]) {
+    resources.push(await ensureBucket(nc, jsm, bucket, replicas));
+  }
+
+  const deployment = await ensureDeployment(nc, names, options.partitions);
+  for (const r of resources) log.info({ kind: r.kind, name: r.name, action: r.action, changed: r.changed }, 'setup resource');
+  log.info({ partitions: deployment.partitions }, 'setup deployment');
+  return { deployment, resources };
+}
+
+async function ensureStream(jsm: JetStreamManager, desired: Managed): Promise<SetupReport['resources'][number]> {
+  let current: StreamConfig;
+  try {
+    current = (await jsm.streams.info(desired.name)).config;
+  } catch (err) {
+    if (!isStreamNotFound(err)) throw err;
+    await jsm.streams.add(desired);
+    return { kind: 'stream', name: desired.name, action: 'created', changed: [] };
+  }
+  const changed = diff(current, desired);
+  const immutable = changed.filter((k) => IMMUTABLE.includes(k));
+  if (immutable.length > 0) {
+    throw new OrderFleetError(
+      ErrorCode.ImmutableSetting,
+      `stream ${desired.name} exists with a different ${immutable.join(', ')}, which NATS cannot change in place`,
+      { details: { stream: desired.name, fields: immutable } },
+    );
+  }
+  if (changed.length === 0) return { kind: 'stream', name: desired.name, action: 'unchanged', changed };
+  await jsm.streams.update(desired.name, { ...current, ...desired });
+  return { kind: 'stream', name: desired.name, action: 'updated', changed };
+}
+
+function diff(current: StreamConfig, desired: Managed): (keyof Managed)[] {
+  return (Object.keys(desired) as (keyof Managed)[]).filter(
+    (key) => JSON.stringify(current[key] ?? null) !== JSON.stringify(desired[key] ?? null),
+  );
+}
+
+async function ensureBucket(
+  nc: NatsConnection,
+  jsm: JetStreamManager,
+  bucket: string,
+  replicas: number,
+): Promise<SetupReport['resources'][number]> {
+  const stream = `KV_${bucket}`;
+  try {
+    const { config } = await jsm.streams.info(stream);
+    if (config.num_replicas === replicas) return { kind: 'kv', name: bucket, action: 'unchanged', changed: [] };
+    await jsm.streams.update(stream, { ...config, num_replicas: replicas });
+    return { kind: 'kv', name: bucket, action: 'updated', changed: ['num_replicas'] };
+  } catch (err) {
+    if (!isStreamNotFound(err)) throw err;
+  }
+  // history 1: state entries are whole snapshots, older revisions are worthless.
+  await new Kvm(nc).create(bucket, { history: 1, replicas, storage: StorageType.File });
+  return { kind: 'kv', name: bucket, action: 'created', changed: [] };
+}
+
+async function ensureDeployment(
+  nc: NatsConnection,
+  names: ResourceNames,
+  requested: number | undefined,
+): Promise<Deployment> {
+  const meta = await new Kvm(nc).open(names.metaBucket);
+  for (;;) {
+    const existing = await readDeployment(meta);
+    if (existing !== undefined) {
+      if (requested !== undefined && requested !== existing.partitions) {
+        throw new OrderFleetError(
+          ErrorCode.ImmutableSetting,
+          `refusing to change the partition count from ${existing.partitions} to ${requested}: ` +
+            'every stored event subject, customer state key and watermark is addressed by it, so ' +
+            'changing it would split customers across partitions. Keep PARTITIONS unset (or equal to ' +
+            `${existing.partitions}), or provision a new deployment under another ORDER_FLEET_NAMESPACE and replay into it.`,
+          { details: { stored: existing.partitions, requested } },
+        );
+      }
+      return existing;
+    }
+    const created: Deployment = {
+      version: 1,
+      partitions: requested ?? DEFAULT_PARTITIONS,
+      createdAt: new Date().toISOString(),
+    };
+    try {
+      // create() is conditional: if two setups race, exactly one writes and the other
+      // loops once to compare against what the winner stored.
+      await meta.create(DEPLOYMENT_KEY, JSON.stringify(created));
+      return created;
+    } catch (err) {
+      if (!isWrongLastSequence(err)) throw err;
+    }
+  }
+}

@@ -1,0 +1,146 @@
+import { randomUUID } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { jetstream, JetStreamApiError, type JetStreamClient } from '@nats-io/jetstream';
+import { ClosedConnectionError, DrainingConnectionError, type NatsConnection } from '@nats-io/transport-node';
+import pLimit, { type LimitFunction } from 'p-limit';
+import { assertCustomerId } from '../contract/customer-id.js';
+import { encodeEvent, type EventLimits, type OrderEvent } from '../contract/event.js';
+import type { ResourceNames } from '../contract/names.js';
+import { eventSubject } from '../contract/subjects.js';
+import { ErrorCode, OrderFleetError, describeError } from '../errors.js';
+import type { Logger } from '../logging/logger.js';
+import { loadDeployment } from '../nats/deployment.js';
+import { isStreamNotFound } from '../nats/errors.js';
+
+/** An event to publish; `id` defaults to a random UUID (pass your own to make re-sends safe). */
+export type OrderEventInput = Omit<OrderEvent, 'id'> & { readonly id?: string };
+
+export interface PublishResult {
+  readonly customerId: string;
+  readonly subject: string;
+  readonly id: string;
+  /** Stream sequence of the stored event (the original one when this was a duplicate). */
+  readonly seq: number;
+  /** True when JetStream had already stored an event with this id (inside its duplicate window). */
+  readonly duplicate: boolean;
+  /** How many publish attempts it took (1 when nothing went wrong). */
+  readonly attempts: number;
+}
+
+export interface OrderPublisherOptions {
+  readonly names: ResourceNames;
+  /** The deployment's partition count (read it with {@link OrderPublisher.connect}). */
+  readonly partitions: number;
+  readonly limits: EventLimits;
+  /** Publishes awaiting their ack at once; more calls wait their turn. */
+  readonly maxInFlight: number;
+  /** Attempts per event before giving up with PUBLISH_FAILED (each retry reuses the event id). */
+  readonly maxAttempts: number;
+  /** How long one attempt waits for JetStream's ack. */
+  readonly timeoutMs: number;
+  readonly log?: Logger;
+}
+
+const BACKOFF_BASE_MS = 50;
+const BACKOFF_MAX_MS = 2000;
+
+/**
+ * Typed client for the subject contract: validates, computes the partition, sets `Nats-Msg-Id`,
+ * pipelines up to `maxInFlight` publishes, and retries a failed publish with the same id so that,
+ * thanks to JetStream's duplicate window, a retried event is stored exactly once — across
+ * disconnects and server restarts alike.
+ */
+export class OrderPublisher {
+  readonly #js: JetStreamClient;
+  readonly #options: OrderPublisherOptions;
+  readonly #limit: LimitFunction;
+  readonly #inFlight = new Set<Promise<unknown>>();
+  #closed = false;
+
+  constructor(nc: NatsConnection, options: OrderPublisherOptions) {
+    this.#js = jetstream(nc);
+    this.#options = options;
+    this.#limit = pLimit(options.maxInFlight);
+  }
+
+  /** Builds a publisher for a provisioned deployment, reading the partition count from it. */
+  static async connect(
+    nc: NatsConnection,
+    options: Omit<OrderPublisherOptions, 'partitions'>,
+  ): Promise<OrderPublisher> {
+    const deployment = await loadDeployment(nc, options.names);
+    return new OrderPublisher(nc, { ...options, partitions: deployment.partitions });
+  }
+
+  get partitions(): number {
+    return this.#options.partitions;
+  }
+
+  /**
+   * Publishes one event. Rejects with a ValidationError (nothing is published) for a bad
+   * customer id or payload, and with PUBLISH_FAILED when every attempt failed.
+   */
+  async publish(customerId: string, input: OrderEventInput): Promise<PublishResult> {
+    if (this.#closed) throw new OrderFleetError(ErrorCode.PublisherClosed, 'the publisher is closed');
+    // Validate before queueing: bad input fails fast and never reaches the stream.
+    assertCustomerId(customerId);
+    const { event, data } = encodeEvent({ ...input, id: input.id ?? randomUUID() }, this.#options.limits);
+    const subject = eventSubject(this.#options.names, this.#options.partitions, customerId);
+    const task = this.#limit(() => this.#publishWithRetry(customerId, subject, event.id, data));
+    this.#inFlight.add(task);
+    try {
+      return await task;
+    } finally {
+      this.#inFlight.delete(task);
+    }
+  }
+
+  /** Waits for every publish under way. Safe to call more than once. */
+  async flush(): Promise<void> {
+    await Promise.allSettled([...this.#inFlight]);
+  }
+
+  /** Refuses new publishes and waits for those under way. Idempotent; the connection is the caller's. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    await this.flush();
+  }
+
+  async #publishWithRetry(customerId: string, subject: string, id: string, data: Uint8Array): Promise<PublishResult> {
+    const { maxAttempts, timeoutMs, names } = this.#options;
+    let lastError: unknown;
+    for (let attempt = 1; attempt <= maxAttempts; attempt++) {
+      try {
+        const ack = await this.#js.publish(subject, data, {
+          msgID: id,
+          timeout: timeoutMs,
+          expect: { streamName: names.ordersStream },
+        });
+        return { customerId, subject, id, seq: ack.seq, duplicate: ack.duplicate, attempts: attempt };
+      } catch (err) {
+        lastError = err;
+        if (!isRetryable(err) || attempt === maxAttempts) break;
+        // Same id on every attempt: if an earlier attempt was stored and only its ack was
+        // lost, JetStream answers this one as a duplicate instead of storing it twice.
+        const delay = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** (attempt - 1));
+        this.#options.log?.warn({ subject, id, attempt, delayMs: delay, err: describeError(err) }, 'publish retry');
+        await sleep(delay * (0.5 + Math.random() / 2));
+      }
+    }
+    throw new OrderFleetError(ErrorCode.PublishFailed, `publishing event ${id} to ${subject} failed: ${describeError(lastError)}`, {
+      cause: lastError,
+      details: { subject, id },
+    });
+  }
+}
+
+/**
+ * Transient failures (timeouts, no responders while a server restarts, a stream that is still
+ * recovering) are retried. Server rejections such as "message too large" and a closed
+ * connection are not: retrying cannot help.
+ */
+function isRetryable(err: unknown): boolean {
+  if (err instanceof ClosedConnectionError || err instanceof DrainingConnectionError) return false;
+  if (err instanceof JetStreamApiError) return isStreamNotFound(err) || err.status === 503;
+  return true;
+}
