@@ -13,7 +13,11 @@ import { loadDeployment } from '../nats/deployment.js';
 import { isStreamNotFound } from '../nats/errors.js';
 
 /** An event to publish; `id` defaults to a random UUID (pass your own to make re-sends safe). */
-export type OrderEventInput = Omit<OrderEvent, 'id'> & { readonly id?: string };
+export type OrderEventInput = OrderEvent extends infer T
+  ? T extends OrderEvent
+    ? Omit<T, 'id'> & { readonly id?: string }
+    : never
+  : never;
 
 export interface PublishResult {
   readonly customerId: string;

@@ -1,0 +1,49 @@
+import { Command, CommanderError, Option } from 'commander';
+import { describeError, ErrorCode, isOrderFleetError, isValidationError } from '../errors.js';
+import { registerContents } from './commands/contents.js';
+import { registerPublish } from './commands/publish.js';
+import { registerSetup } from './commands/setup.js';
+import { registerWorker } from './commands/worker.js';
+
+/** Exit codes: 0 ok, 1 failure, 2 bad configuration or bad input (nothing was done). */
+export const ExitCode = { Ok: 0, Failure: 1, Usage: 2 } as const;
+
+export function buildProgram(env: NodeJS.ProcessEnv): Command {
+  const program = new Command('order-fleet')
+    .description(
+      'A worker fleet on NATS JetStream: per-customer order aggregators with KV checkpoints, SIGTERM handoff and crash replay.',
+    )
+    .addOption(new Option('--nats-url <urls>', 'NATS servers, comma-separated (env NATS_URL)'))
+    .addOption(new Option('--log-level <level>', 'log level (env LOG_LEVEL)'))
+    .addOption(new Option('--namespace <ns>', 'prefix for every stream, bucket and subject (env ORDER_FLEET_NAMESPACE)'))
+    .showHelpAfterError()
+    .exitOverride();
+  registerSetup(program, env);
+  registerPublish(program, env);
+  registerWorker(program, env);
+  registerContents(program, env);
+  return program;
+}
+
+/** Entry point of the `order-fleet` binary; the composition root is each command's action. */
+export async function runCli(argv: readonly string[]): Promise<void> {
+  const program = buildProgram(process.env);
+  try {
+    await program.parseAsync([...argv]);
+  } catch (err) {
+    process.exitCode = exitCodeFor(err);
+  }
+}
+
+function exitCodeFor(err: unknown): number {
+  if (err instanceof CommanderError) {
+    // Commander already printed help or the usage error.
+    return err.exitCode === 0 ? ExitCode.Ok : ExitCode.Usage;
+  }
+  if (isOrderFleetError(err, ErrorCode.ConfigInvalid) || isOrderFleetError(err, ErrorCode.ImmutableSetting) || isValidationError(err)) {
+    process.stderr.write(`order-fleet: ${err.message}\n`);
+    return ExitCode.Usage;
+  }
+  process.stderr.write(`order-fleet: ${describeError(err)}\n`);
+  return ExitCode.Failure;
+}

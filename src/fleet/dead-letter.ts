@@ -1,0 +1,69 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { JetStreamClient, JsMsg } from '@nats-io/jetstream';
+import { headers } from '@nats-io/transport-node';
+import type { ResourceNames } from '../contract/names.js';
+import { describeError, isOrderFleetError, isValidationError } from '../errors.js';
+import type { Logger } from '../logging/logger.js';
+
+/** Headers on every dead letter; the body is the original message, byte for byte. */
+export const DeadLetterHeader = {
+  Reason: 'Order-Fleet-Reason',
+  Detail: 'Order-Fleet-Reason-Detail',
+  Rule: 'Order-Fleet-Rule',
+  SourceStream: 'Order-Fleet-Source-Stream',
+  SourceSubject: 'Order-Fleet-Source-Subject',
+  SourceSeq: 'Order-Fleet-Source-Seq',
+  Partition: 'Order-Fleet-Partition',
+} as const;
+
+/** Reason code for an entry that decoded but could not be applied (an aggregator bug). */
+export const APPLY_FAILED = 'APPLY_FAILED';
+
+const MAX_ATTEMPTS = 20;
+
+/**
+ * Files bad messages in the dead-letter stream. The message id is derived from the source stream
+ * and sequence, so a replay that meets the same bad message again files it once. A bad message
+ * therefore never blocks its partition and is never lost: it is in the dead-letter stream before
+ * the partition's watermark moves past it.
+ */
+export class DeadLetterSink {
+  constructor(
+    private readonly js: JetStreamClient,
+    private readonly names: ResourceNames,
+    private readonly log: Logger,
+  ) {}
+
+  async file(partition: number, msg: JsMsg, err: unknown): Promise<void> {
+    const reason = isOrderFleetError(err) ? err.code : APPLY_FAILED;
+    const h = headers();
+    h.set(DeadLetterHeader.Reason, reason);
+    h.set(DeadLetterHeader.Detail, headerSafe(describeError(err)));
+    if (isValidationError(err)) h.set(DeadLetterHeader.Rule, headerSafe(err.rule));
+    h.set(DeadLetterHeader.SourceStream, msg.info.stream);
+    h.set(DeadLetterHeader.SourceSubject, headerSafe(msg.subject));
+    h.set(DeadLetterHeader.SourceSeq, String(msg.seq));
+    h.set(DeadLetterHeader.Partition, String(partition));
+    const subject = `${this.names.deadLetterPrefix}.${partition}`;
+    const msgID = `dlq-${msg.info.stream}-${msg.seq}`;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.js.publish(subject, msg.data, { msgID, headers: h, expect: { streamName: this.names.deadLetterStream } });
+        this.log.warn({ partition, seq: msg.seq, subject: msg.subject, reason }, 'dead-lettered message');
+        return;
+      } catch (publishErr) {
+        // The partition must not move past a bad message that is not safely filed; after enough
+        // attempts the runner fails and its supervisor restarts it from the watermark.
+        if (attempt >= MAX_ATTEMPTS) throw publishErr;
+        this.log.warn({ partition, seq: msg.seq, attempt, err: describeError(publishErr) }, 'dead-letter publish retry');
+        await sleep(Math.min(2000, 50 * 2 ** attempt));
+      }
+    }
+  }
+}
+
+/** Header values cannot hold CR/LF and should stay short. */
+function headerSafe(value: string): string {
+  // eslint-disable-next-line no-control-regex -- stripping control characters is the point
+  return value.replace(/[\u0000-\u001f\u007f]/gu, ' ').slice(0, 512);
+}

@@ -1,0 +1,523 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import {
+  AckPolicy,
+  DeliverPolicy,
+  ReplayPolicy,
+  type ConsumerMessages,
+  type JetStreamClient,
+  type JetStreamManager,
+  type JsMsg,
+} from '@nats-io/jetstream';
+import { nanos, type Msg, type NatsConnection, type Subscription } from '@nats-io/transport-node';
+import pLimit from 'p-limit';
+import type { ResourceNames } from '../contract/names.js';
+import { partitionFilter } from '../contract/subjects.js';
+import { describeError, ErrorCode, isOrderFleetError, isValidationError, OrderFleetError } from '../errors.js';
+import type { Logger } from '../logging/logger.js';
+import { isConsumerNotFound } from '../nats/errors.js';
+import type { Aggregator } from '../orders/aggregator.js';
+import type { DecodedEntry, EntryDecoder } from '../orders/order-log.js';
+import type { CustomerSnapshot, CustomerStore } from '../state/customer-store.js';
+import type { Watermark, WatermarkStore } from '../state/watermark-store.js';
+import type { DeadLetterSink } from './dead-letter.js';
+import { answerQuery, type ContentsAnswer } from './queries.js';
+
+export interface PartitionRunnerSettings {
+  readonly workerId: string;
+  /** Checkpoint after this many entries... */
+  readonly checkpointEveryEvents: number;
+  /** ...or this long after the last checkpoint, whichever comes first. */
+  readonly checkpointIntervalMs: number;
+  /** KV writes in flight at once during a checkpoint. */
+  readonly checkpointConcurrency: number;
+  /** Customers this partition may hold in memory right now (its share of the worker's cap). */
+  readonly capacity: () => number;
+}
+
+export interface PartitionRunnerDeps<S, E> {
+  readonly nc: NatsConnection;
+  readonly js: JetStreamClient;
+  readonly jsm: JetStreamManager;
+  readonly names: ResourceNames;
+  readonly partition: number;
+  readonly aggregator: Aggregator<S, E>;
+  readonly decode: EntryDecoder<E>;
+  readonly customers: CustomerStore<S, E>;
+  readonly watermarks: WatermarkStore;
+  readonly deadLetters: DeadLetterSink;
+  /** Renders a customer's state for `contents` questions. */
+  readonly render: (snapshot: CustomerSnapshot<S>) => ContentsAnswer;
+  readonly settings: PartitionRunnerSettings;
+  readonly log: Logger;
+  /** Called once, when the runner has applied everything that was in the log when it started. */
+  readonly onCaughtUp?: (report: CatchUpReport) => void;
+}
+
+export type PartitionState = 'idle' | 'starting' | 'recovering' | 'running' | 'stopping' | 'stopped' | 'failed';
+
+export interface CatchUpReport {
+  readonly partition: number;
+  /** Entries applied to get back to where the log stood at start (0 after a graceful handoff). */
+  readonly replayed: number;
+  readonly durationMs: number;
+}
+
+export interface PartitionReport {
+  readonly partition: number;
+  readonly state: 'stopped' | 'failed';
+  /** Watermark written last: everything at or below it is in KV. */
+  readonly watermark: number;
+  readonly applied: number;
+  /** Entries skipped because they were at or below the customer's lastSeq (redeliveries). */
+  readonly skipped: number;
+  readonly deadLettered: number;
+  readonly checkpoints: number;
+  readonly replayed: number;
+  /** True when the runner stopped itself because it must start over (a gap in delivery). */
+  readonly restart: boolean;
+  readonly error?: OrderFleetError | Error;
+}
+
+interface Resident<S> {
+  snapshot: CustomerSnapshot<S>;
+  /** KV revision of the snapshot last read or written (0: no entry). */
+  revision: number;
+}
+
+/** Entries handled per loop turn: big enough to pipeline KV loads, small enough to stay fair. */
+const BATCH = 500;
+const PULL_BATCH = 1000;
+
+/**
+ * Runs one partition: load watermark → (re)create the partition's durable consumer at W + 1 →
+ * decode, validate, apply in stream order → checkpoint. `start()` and `stop()` are the seam the
+ * fleet uses to move partitions between workers.
+ *
+ * Ordering that makes it correct:
+ * - Entries are applied strictly in delivery order; an entry at or below the customer's `lastSeq`
+ *   is skipped, so replaying any suffix of the log never applies anything twice.
+ * - A checkpoint writes every dirty customer (conditional on its revision), then the watermark
+ *   (conditional too), and only then acknowledges. The consumer uses AckAll, so acking the last
+ *   checkpointed message acks everything below it; the consumer's pending counts therefore mean
+ *   "not yet checkpointed", which is what lag-based autoscaling wants.
+ * - A gap in the consumer's delivery sequence (a message lost in flight) would let a later entry
+ *   overtake an earlier one of the same customer, so the runner stops and restarts from its
+ *   watermark rather than apply past a hole.
+ */
+export class PartitionRunner<S, E> {
+  readonly partition: number;
+  #state: PartitionState = 'idle';
+  readonly #deps: PartitionRunnerDeps<S, E>;
+  readonly #log: Logger;
+  readonly #consumerName: string;
+
+  // In-memory customers in recency order: Map iteration order is insertion order, and a touch
+  // re-inserts, so the first key is the least recently used.
+  readonly #resident = new Map<string, Resident<S>>();
+  readonly #dirty = new Set<string>();
+  readonly #queue: JsMsg[] = [];
+  #wake: (() => void) | undefined;
+
+  #messages: ConsumerMessages | undefined;
+  #querySub: Subscription | undefined;
+  #loop: Promise<PartitionReport> | undefined;
+  #intakeStopped = false;
+  #restart = false;
+
+  #watermark: Watermark | undefined;
+  #watermarkRevision = 0;
+  /** Highest stream sequence applied (or skipped, or dead-lettered) in order. */
+  #appliedSeq = 0;
+  /** Last message handled; acking it (AckAll) acks everything below. */
+  #lastMsg: JsMsg | undefined;
+  #expectedDelivery = 1;
+  #sinceCheckpoint = 0;
+  #lastCheckpointAt = Date.now();
+
+  #backlog = 0;
+  /** True while re-applying entries a crashed runner may already have applied. */
+  #replaying = false;
+  #caughtUp = false;
+  #fenceError: OrderFleetError | undefined;
+  #startedAt = 0;
+  #stats = { applied: 0, skipped: 0, deadLettered: 0, checkpoints: 0, replayed: 0 };
+
+  constructor(deps: PartitionRunnerDeps<S, E>) {
+    this.#deps = deps;
+    this.partition = deps.partition;
+    this.#log = deps.log.child({ partition: deps.partition });
+    this.#consumerName = `partition-${deps.partition}`;
+  }
+
+  get state(): PartitionState {
+    return this.#state;
+  }
+
+  get residentCustomers(): number {
+    return this.#resident.size;
+  }
+
+  /** Settles when the runner has stopped or failed. */
+  get done(): Promise<PartitionReport> {
+    if (this.#loop === undefined) throw new Error('partition runner was never started');
+    return this.#loop;
+  }
+
+  async start(): Promise<void> {
+    if (this.#state !== 'idle') throw new Error(`partition ${this.partition} runner already ${this.#state}`);
+    this.#startedAt = Date.now();
+    this.#transition('starting');
+    const { watermarks, settings } = this.#deps;
+
+    // Fence before anything else: bumping the epoch with a conditional write makes the previous
+    // runner's next watermark write fail, so at most one runner can advance this partition.
+    const loaded = await watermarks.load(this.partition);
+    const previous = loaded.watermark;
+    const fenced: Watermark = { ...previous, epoch: previous.epoch + 1, owner: settings.workerId, clean: false, at: new Date().toISOString() };
+    this.#watermarkRevision = await watermarks.save(this.partition, fenced, loaded.revision);
+    this.#watermark = fenced;
+    this.#appliedSeq = previous.seq;
+
+    this.#backlog = await this.#recreateConsumer(previous.seq + 1);
+    // After a graceful stop the previous owner applied nothing beyond W, so whatever is pending
+    // is new. After a crash, the pending entries include work that must be redone: a replay.
+    this.#replaying = !previous.clean;
+    this.#log.info(
+      { watermark: previous.seq, epoch: fenced.epoch, previousOwner: previous.owner, cleanHandoff: previous.clean, backlog: this.#backlog },
+      'partition starting',
+    );
+    this.#transition(this.#backlog > 0 ? 'recovering' : 'running');
+    if (this.#backlog === 0) this.#markCaughtUp();
+
+    this.#querySub = this.#deps.nc.subscribe(`${this.#deps.names.queryPrefix}.${this.partition}`, {
+      callback: (err, msg) => {
+        if (err !== null) {
+          this.#log.warn({ err: describeError(err) }, 'query subscription error');
+          return;
+        }
+        void this.#answer(msg);
+      },
+    });
+    this.#loop = this.#run();
+  }
+
+  /**
+   * Stop intake, apply what was already received, write a final clean checkpoint, release the
+   * consumer. Idempotent: later calls return the same report.
+   */
+  async stop(): Promise<PartitionReport> {
+    if (this.#loop === undefined) throw new Error('partition runner was never started');
+    this.#stopIntake();
+    return this.#loop;
+  }
+
+  #stopIntake(): void {
+    if (this.#intakeStopped) return;
+    this.#intakeStopped = true;
+    if (this.#state === 'recovering' || this.#state === 'running') this.#transition('stopping');
+    // stop() unsubscribes at once; messages already in our queue are still applied. Anything the
+    // server sent after this is unacked and will be delivered to the next runner.
+    this.#messages?.stop();
+    this.#wake?.();
+  }
+
+  /** Returns how many entries were waiting in the log when the consumer was created. */
+  async #recreateConsumer(startSeq: number): Promise<number> {
+    const { jsm, js, names } = this.#deps;
+    try {
+      await jsm.consumers.delete(names.ordersStream, this.#consumerName);
+    } catch (err) {
+      if (!isConsumerNotFound(err)) throw err;
+    }
+    const { checkpointEveryEvents, checkpointIntervalMs } = this.#deps.settings;
+    const created = await jsm.consumers.add(names.ordersStream, {
+      durable_name: this.#consumerName,
+      filter_subject: partitionFilter(names, this.partition),
+      ack_policy: AckPolicy.All,
+      deliver_policy: DeliverPolicy.StartSequence,
+      opt_start_seq: startSeq,
+      replay_policy: ReplayPolicy.Instant,
+      // Acks only come after a checkpoint, so room for two checkpoints' worth of entries plus a
+      // pull batch keeps delivery flowing, and ack_wait far above the checkpoint interval means
+      // nothing is redelivered while a healthy runner holds it.
+      max_ack_pending: 2 * checkpointEveryEvents + 2 * PULL_BATCH,
+      ack_wait: nanos(Math.max(60_000, 20 * checkpointIntervalMs)),
+      max_deliver: -1,
+    });
+    const consumer = await js.consumers.get(names.ordersStream, this.#consumerName);
+    this.#expectedDelivery = 1;
+    this.#messages = await consumer.consume({
+      max_messages: PULL_BATCH,
+      // The callback only queues; the loop below does the async work in order.
+      callback: (msg) => {
+        this.#queue.push(msg);
+        this.#wake?.();
+      },
+    });
+    void this.#watchConsumer(this.#messages);
+    return created.num_pending;
+  }
+
+  /** A deleted consumer means another runner took the partition: stop at once. */
+  async #watchConsumer(messages: ConsumerMessages): Promise<void> {
+    for await (const status of messages.status()) {
+      if (status.type === 'consumer_deleted' && !this.#intakeStopped) {
+        this.#log.warn({ status: status.type }, 'partition consumer deleted by another runner');
+        this.#fenceError = new OrderFleetError(ErrorCode.Fenced, `consumer of partition ${this.partition} was deleted`);
+        this.#stopIntake();
+      } else if (status.type === 'heartbeats_missed') {
+        this.#log.warn({ count: status.count }, 'partition consumer missed heartbeats');
+      }
+    }
+  }
+
+  async #run(): Promise<PartitionReport> {
+    let failure: Error | undefined;
+    try {
+      while (!this.#intakeStopped || this.#queue.length > 0) {
+        if (this.#fenceError !== undefined) throw this.#fenceError;
+        if (this.#queue.length === 0) {
+          await this.#idle();
+        } else {
+          await this.#process(this.#queue.splice(0, BATCH));
+        }
+        if (this.#checkpointDue()) await this.#checkpoint(false);
+        await this.#passivate();
+      }
+      if (this.#fenceError !== undefined) throw this.#fenceError;
+      // Final checkpoint, marked clean: the next owner knows nothing beyond W was applied.
+      await this.#checkpoint(true);
+    } catch (err) {
+      failure = err instanceof Error ? err : new Error(String(err));
+      this.#stopIntake();
+    }
+    await this.#release();
+    const state = failure === undefined ? 'stopped' : 'failed';
+    this.#transition(state, failure === undefined ? {} : { err: describeError(failure), code: isOrderFleetError(failure) ? failure.code : undefined });
+    const report: PartitionReport = {
+      partition: this.partition,
+      state,
+      watermark: this.#watermark?.seq ?? 0,
+      ...this.#stats,
+      restart: this.#restart,
+      ...(failure === undefined ? {} : { error: failure }),
+    };
+    const { partition: _partition, error: _error, ...fields } = report;
+    this.#log.info(fields, 'partition stopped');
+    return report;
+  }
+
+  async #idle(): Promise<void> {
+    const untilCheckpoint = this.#deps.settings.checkpointIntervalMs - (Date.now() - this.#lastCheckpointAt);
+    const ac = new AbortController();
+    await Promise.race([
+      new Promise<void>((resolve) => {
+        this.#wake = resolve;
+      }),
+      sleep(Math.max(10, untilCheckpoint), undefined, { signal: ac.signal }).catch((err: unknown) => {
+        // Aborted because work arrived first: nothing to do.
+        if (!(err instanceof Error && err.name === 'AbortError')) throw err;
+      }),
+    ]);
+    ac.abort();
+    this.#wake = undefined;
+  }
+
+  async #process(batch: JsMsg[]): Promise<void> {
+    const decoded: (DecodedEntry<E> | undefined)[] = [];
+    const toLoad = new Set<string>();
+    for (const msg of batch) {
+      if (msg.info.deliverySequence > this.#expectedDelivery) {
+        // A message was lost in flight (e.g. a reconnect). Applying past the hole could reorder a
+        // customer's entries, so stop here and start over from the watermark.
+        this.#log.warn({ expected: this.#expectedDelivery, got: msg.info.deliverySequence }, 'delivery gap, restarting partition');
+        this.#restart = true;
+        this.#queue.length = 0;
+        batch = batch.slice(0, decoded.length);
+        this.#stopIntake();
+        break;
+      }
+      this.#expectedDelivery = Math.max(this.#expectedDelivery, msg.info.deliverySequence + 1);
+      if (msg.seq <= this.#appliedSeq) {
+        decoded.push(undefined); // a redelivery of something already handled
+        continue;
+      }
+      try {
+        const entry = this.#deps.decode(msg.subject, msg.data);
+        decoded.push(entry);
+        if (!this.#resident.has(entry.customerId)) toLoad.add(entry.customerId);
+      } catch (err) {
+        if (!isValidationError(err)) throw err;
+        decoded.push(undefined);
+        await this.#deadLetter(msg, err);
+      }
+    }
+    await this.#loadAll(toLoad);
+
+    const { aggregator } = this.#deps;
+    for (const [i, msg] of batch.entries()) {
+      const entry = decoded[i];
+      if (msg.seq <= this.#appliedSeq) continue;
+      this.#appliedSeq = msg.seq;
+      this.#lastMsg = msg;
+      this.#sinceCheckpoint++;
+      this.#noteCatchUp(msg);
+      if (entry === undefined) continue; // dead-lettered above
+      const resident = this.#touch(entry.customerId);
+      if (msg.seq <= resident.snapshot.lastSeq) {
+        this.#stats.skipped++;
+        continue;
+      }
+      let state: S;
+      try {
+        state = aggregator.apply(resident.snapshot.state, { seq: msg.seq, timeMs: Math.floor(msg.info.timestampNanos / 1e6), payload: entry.payload });
+      } catch (err) {
+        // A bug in an aggregator must not wedge the partition: file the entry and go on.
+        await this.#deadLetter(msg, err);
+        continue;
+      }
+      resident.snapshot = { customerId: entry.customerId, lastSeq: msg.seq, state };
+      this.#dirty.add(entry.customerId);
+      this.#stats.applied++;
+    }
+  }
+
+  async #deadLetter(msg: JsMsg, err: unknown): Promise<void> {
+    await this.#deps.deadLetters.file(this.partition, msg, err);
+    this.#stats.deadLettered++;
+  }
+
+  #noteCatchUp(msg: JsMsg): void {
+    if (this.#caughtUp) return;
+    if (this.#replaying) this.#stats.replayed++;
+    if (msg.info.pending === 0) this.#markCaughtUp();
+  }
+
+  #markCaughtUp(): void {
+    this.#caughtUp = true;
+    if (this.#state === 'recovering') this.#transition('running');
+    const report = { partition: this.partition, replayed: this.#stats.replayed, durationMs: Date.now() - this.#startedAt };
+    this.#log.info({ replayed: report.replayed, durationMs: report.durationMs }, 'partition caught up');
+    this.#deps.onCaughtUp?.(report);
+  }
+
+  /** Loads customers not in memory, with bounded concurrency. */
+  async #loadAll(ids: Set<string>): Promise<void> {
+    if (ids.size === 0) return;
+    const limit = pLimit(this.#deps.settings.checkpointConcurrency);
+    const loaded = await Promise.all(
+      [...ids].map((id) => limit(async () => ({ id, stored: await this.#deps.customers.load(this.partition, id) }))),
+    );
+    for (const { id, stored } of loaded) {
+      if (!this.#resident.has(id)) this.#resident.set(id, { snapshot: stored.snapshot, revision: stored.revision });
+    }
+  }
+
+  #touch(customerId: string): Resident<S> {
+    const resident = this.#resident.get(customerId);
+    if (resident === undefined) throw new Error(`customer ${customerId} was not loaded`);
+    this.#resident.delete(customerId);
+    this.#resident.set(customerId, resident);
+    return resident;
+  }
+
+  #checkpointDue(): boolean {
+    return (
+      this.#sinceCheckpoint >= this.#deps.settings.checkpointEveryEvents ||
+      (Date.now() - this.#lastCheckpointAt >= this.#deps.settings.checkpointIntervalMs && this.#lastMsg !== undefined)
+    );
+  }
+
+  /**
+   * Write dirty customers, then the watermark, then ack. If we crash between the two, the
+   * watermark is behind the customers; replay re-reads those entries and skips them by lastSeq.
+   * The reverse order could lose entries, so it is never used.
+   */
+  async #checkpoint(final: boolean): Promise<void> {
+    const { customers, watermarks, settings } = this.#deps;
+    const watermark = this.#watermark;
+    if (watermark === undefined) return;
+    const nothingNew = this.#dirty.size === 0 && this.#appliedSeq === watermark.seq;
+    if (nothingNew && !final) {
+      this.#lastCheckpointAt = Date.now();
+      return;
+    }
+    const dirty = [...this.#dirty];
+    const limit = pLimit(settings.checkpointConcurrency);
+    await Promise.all(
+      dirty.map((id) =>
+        limit(async () => {
+          const resident = this.#resident.get(id);
+          if (resident === undefined) return;
+          resident.revision = await customers.save(this.partition, resident.snapshot, resident.revision);
+          this.#dirty.delete(id);
+        }),
+      ),
+    );
+    const next: Watermark = { ...watermark, seq: this.#appliedSeq, clean: final, at: new Date().toISOString() };
+    this.#watermarkRevision = await watermarks.save(this.partition, next, this.#watermarkRevision);
+    this.#watermark = next;
+    this.#lastMsg?.ack();
+    this.#lastMsg = undefined;
+    this.#sinceCheckpoint = 0;
+    this.#lastCheckpointAt = Date.now();
+    this.#stats.checkpoints++;
+    this.#log.debug({ watermark: next.seq, customers: dirty.length, final }, 'checkpoint');
+  }
+
+  /**
+   * Bounded memory: when over this partition's share of the cap, checkpoint (so every resident
+   * customer is clean) and drop the least recently used. A dirty customer is never dropped: its
+   * state would be lost until replay, which is why this is not a plain LRU cache with eviction.
+   */
+  async #passivate(): Promise<void> {
+    const capacity = Math.max(1, this.#deps.settings.capacity());
+    if (this.#resident.size <= capacity) return;
+    if (this.#dirty.size > 0) await this.#checkpoint(false);
+    for (const id of this.#resident.keys()) {
+      if (this.#resident.size <= capacity) break;
+      if (!this.#dirty.has(id)) this.#resident.delete(id);
+    }
+  }
+
+  /** Answers a `contents` question from memory, or from KV for a customer not resident. */
+  async #answer(msg: Msg): Promise<void> {
+    try {
+      const customerId = (msg.json<{ customerId?: unknown }>().customerId ?? '') as unknown;
+      if (typeof customerId !== 'string') throw new OrderFleetError(ErrorCode.QueryFailed, 'customerId must be a string');
+      const resident = this.#resident.get(customerId);
+      // A customer not in memory is clean: KV holds everything this runner applied for it.
+      const snapshot = resident?.snapshot ?? (await this.#deps.customers.load(this.partition, customerId)).snapshot;
+      msg.respond(JSON.stringify(answerQuery(this.#deps.render(snapshot), this.#deps.settings.workerId, this.partition)));
+    } catch (err) {
+      this.#log.warn({ err: describeError(err) }, 'query failed');
+      msg.respond(JSON.stringify({ error: { code: isOrderFleetError(err) ? err.code : ErrorCode.QueryFailed, message: describeError(err) } }));
+    }
+  }
+
+  /** Each cleanup step on its own, so one failure does not skip the others. */
+  async #release(): Promise<void> {
+    try {
+      this.#querySub?.unsubscribe();
+    } catch (err) {
+      this.#log.warn({ err: describeError(err) }, 'query unsubscribe failed');
+    }
+    try {
+      await this.#messages?.close();
+    } catch (err) {
+      this.#log.warn({ err: describeError(err) }, 'consumer close failed');
+    }
+    try {
+      // Acks are fire-and-forget; make sure the last one reached the server.
+      await this.#deps.nc.flush();
+    } catch (err) {
+      this.#log.warn({ err: describeError(err) }, 'flush failed');
+    }
+  }
+
+  #transition(to: PartitionState, fields: Record<string, unknown> = {}): void {
+    const from = this.#state;
+    this.#state = to;
+    this.#log.debug({ from, to, ...fields }, 'partition state');
+  }
+}

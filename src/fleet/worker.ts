@@ -1,0 +1,238 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
+import { Kvm } from '@nats-io/kv';
+import type { NatsConnection } from '@nats-io/transport-node';
+import type { Config } from '../config/config.js';
+import type { ResourceNames } from '../contract/names.js';
+import { describeError } from '../errors.js';
+import type { Logger } from '../logging/logger.js';
+import type { Aggregator } from '../orders/aggregator.js';
+import type { EntryDecoder } from '../orders/order-log.js';
+import { CustomerStore, type CustomerSnapshot } from '../state/customer-store.js';
+import { WatermarkStore } from '../state/watermark-store.js';
+import { DeadLetterSink } from './dead-letter.js';
+import { PartitionRunner, type CatchUpReport, type PartitionReport } from './partition-runner.js';
+import type { ContentsAnswer } from './queries.js';
+
+/** What a worker runs: the aggregator, how to decode a log entry, how to answer a question. */
+export interface Domain<S, E> {
+  readonly aggregator: Aggregator<S, E>;
+  readonly decoder: EntryDecoder<E>;
+  readonly render: (snapshot: CustomerSnapshot<S>) => ContentsAnswer;
+}
+
+export type WorkerState = 'created' | 'starting' | 'recovering' | 'running' | 'draining' | 'stopped';
+
+export interface WorkerDeps<S, E> {
+  readonly nc: NatsConnection;
+  readonly names: ResourceNames;
+  readonly partitions: number;
+  readonly worker: Config['worker'];
+  readonly domain: Domain<S, E>;
+  readonly log: Logger;
+}
+
+export interface WorkerReport {
+  readonly partitions: readonly PartitionReport[];
+  readonly durationMs: number;
+}
+
+const RESTART_BACKOFF_MS = 250;
+
+/**
+ * Runs a set of partitions, each under a small supervisor that restarts its runner after a
+ * failure (a fenced write, a delivery gap, a NATS outage). `setPartitions` is the seam the fleet
+ * uses as ownership moves; on its own, a worker runs every partition.
+ */
+export class Worker<S, E> {
+  #state: WorkerState = 'created';
+  readonly #deps: WorkerDeps<S, E>;
+  readonly #log: Logger;
+  readonly #js: JetStreamClient;
+  #jsm: JetStreamManager | undefined;
+  #customers: CustomerStore<S, E> | undefined;
+  #watermarks: WatermarkStore | undefined;
+  #deadLetters: DeadLetterSink | undefined;
+  readonly #supervisors = new Map<number, Supervisor>();
+  readonly #pendingCatchUp = new Set<number>();
+  #closing: Promise<WorkerReport> | undefined;
+
+  constructor(deps: WorkerDeps<S, E>) {
+    this.#deps = deps;
+    this.#log = deps.log.child({ component: 'worker', workerId: deps.worker.id });
+    this.#js = jetstream(deps.nc);
+  }
+
+  get state(): WorkerState {
+    return this.#state;
+  }
+
+  get id(): string {
+    return this.#deps.worker.id;
+  }
+
+  async start(partitions: Iterable<number> = range(this.#deps.partitions)): Promise<void> {
+    this.#transition('starting');
+    const { nc, names, domain } = this.#deps;
+    this.#jsm = await jetstreamManager(nc);
+    // Bind without the direct-get API: direct gets may be served by a lagging replica, and a
+    // stale read of a watermark or a snapshot could make a new owner skip entries.
+    const kvm = new Kvm(nc);
+    this.#customers = new CustomerStore(await kvm.open(names.stateBucket), domain.aggregator);
+    this.#watermarks = new WatermarkStore(await kvm.open(names.metaBucket));
+    this.#deadLetters = new DeadLetterSink(this.#js, names, this.#deps.log.child({ component: 'dead-letter', workerId: this.id }));
+    this.#transition('recovering');
+    await this.setPartitions(partitions);
+    if (this.#pendingCatchUp.size === 0) this.#transition('running');
+  }
+
+  /** Starts the partitions newly in `desired` and stops, with a final checkpoint, those no longer in it. */
+  async setPartitions(desired: Iterable<number>): Promise<void> {
+    const want = new Set(desired);
+    const stops: Promise<unknown>[] = [];
+    for (const [p, supervisor] of this.#supervisors) {
+      if (!want.has(p)) {
+        this.#supervisors.delete(p);
+        stops.push(supervisor.stop());
+      }
+    }
+    await Promise.all(stops);
+    for (const p of want) {
+      if (this.#supervisors.has(p)) continue;
+      const supervisor = new Supervisor(p, () => this.#createRunner(p), this.#log);
+      this.#supervisors.set(p, supervisor);
+      this.#pendingCatchUp.add(p);
+      supervisor.start();
+    }
+  }
+
+  get ownedPartitions(): number[] {
+    return [...this.#supervisors.keys()].sort((a, b) => a - b);
+  }
+
+  /**
+   * Graceful shutdown: stop intake everywhere, apply what was received, final checkpoint of every
+   * partition (in parallel), then report. Idempotent. The caller drains the connection.
+   */
+  close(): Promise<WorkerReport> {
+    this.#closing ??= this.#close();
+    return this.#closing;
+  }
+
+  async #close(): Promise<WorkerReport> {
+    const began = Date.now();
+    this.#transition('draining');
+    const supervisors = [...this.#supervisors.values()];
+    this.#supervisors.clear();
+    const reports = (await Promise.all(supervisors.map((s) => s.stop()))).filter((r): r is PartitionReport => r !== undefined);
+    this.#transition('stopped', {
+      partitions: reports.length,
+      failed: reports.filter((r) => r.state === 'failed').length,
+      durationMs: Date.now() - began,
+    });
+    return { partitions: reports, durationMs: Date.now() - began };
+  }
+
+  #createRunner(partition: number): PartitionRunner<S, E> {
+    const { nc, names, domain, worker } = this.#deps;
+    if (this.#jsm === undefined || this.#customers === undefined || this.#watermarks === undefined || this.#deadLetters === undefined) {
+      throw new Error('worker not started');
+    }
+    return new PartitionRunner<S, E>({
+      nc,
+      js: this.#js,
+      jsm: this.#jsm,
+      names,
+      partition,
+      aggregator: domain.aggregator,
+      decode: domain.decoder,
+      customers: this.#customers,
+      watermarks: this.#watermarks,
+      deadLetters: this.#deadLetters,
+      render: domain.render,
+      settings: {
+        workerId: worker.id,
+        checkpointEveryEvents: worker.checkpointEveryEvents,
+        checkpointIntervalMs: worker.checkpointIntervalMs,
+        checkpointConcurrency: worker.checkpointConcurrency,
+        // Each partition gets an equal share of the worker's memory cap.
+        capacity: () => Math.floor(worker.maxCustomersInMemory / Math.max(1, this.#supervisors.size)),
+      },
+      log: this.#deps.log.child({ component: 'partition-runner', workerId: worker.id }),
+      onCaughtUp: (report) => this.#onCaughtUp(report),
+    });
+  }
+
+  #onCaughtUp(report: CatchUpReport): void {
+    this.#pendingCatchUp.delete(report.partition);
+    if (this.#pendingCatchUp.size === 0 && this.#state === 'recovering') this.#transition('running');
+  }
+
+  #transition(to: WorkerState, fields: Record<string, unknown> = {}): void {
+    const from = this.#state;
+    this.#state = to;
+    this.#log.info({ from, to, ...fields }, 'worker state');
+  }
+}
+
+/** The part of a runner its supervisor needs. */
+interface RunnerHandle {
+  readonly state: PartitionRunner<unknown, unknown>['state'];
+  readonly done: Promise<PartitionReport>;
+  start(): Promise<void>;
+  stop(): Promise<PartitionReport>;
+}
+
+/** Keeps one partition's runner alive until told to stop. */
+class Supervisor {
+  #runner: RunnerHandle | undefined;
+  #stopping = false;
+  #loop: Promise<PartitionReport | undefined> | undefined;
+
+  constructor(
+    readonly partition: number,
+    private readonly create: () => RunnerHandle,
+    private readonly log: Logger,
+  ) {}
+
+  start(): void {
+    this.#loop = this.#run();
+  }
+
+  async stop(): Promise<PartitionReport | undefined> {
+    this.#stopping = true;
+    const runner = this.#runner;
+    if (runner !== undefined && runner.state !== 'idle') await runner.stop();
+    return this.#loop;
+  }
+
+  async #run(): Promise<PartitionReport | undefined> {
+    let last: PartitionReport | undefined;
+    for (let attempt = 0; !this.#stopping; attempt++) {
+      const runner = this.create();
+      this.#runner = runner;
+      try {
+        await runner.start();
+      } catch (err) {
+        this.log.error({ partition: this.partition, err: describeError(err) }, 'partition start failed');
+        await sleep(Math.min(5000, RESTART_BACKOFF_MS * 2 ** Math.min(attempt, 5)));
+        continue;
+      }
+      // stop() may have been called while start() was running; honour it now.
+      if (this.#stopping) await runner.stop();
+      last = await runner.done;
+      if (this.#stopping) break;
+      if (last.state === 'failed') {
+        this.log.error({ partition: this.partition, err: last.error === undefined ? undefined : describeError(last.error) }, 'partition failed, restarting');
+        await sleep(RESTART_BACKOFF_MS);
+      } else {
+        attempt = 0;
+      }
+    }
+    return last;
+  }
+}
+
+function range(n: number): number[] {
+  return Array.from({ length: n }, (_, i) => i);
+}

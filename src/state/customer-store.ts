@@ -1,0 +1,92 @@
+import type { KV } from '@nats-io/kv';
+import { z } from 'zod';
+import type { Aggregator } from '../orders/aggregator.js';
+import { ErrorCode, OrderFleetError } from '../errors.js';
+import { isWrongLastSequence } from '../nats/errors.js';
+import { customerKey } from './keys.js';
+
+/** A customer's state as held in memory and in KV. */
+export interface CustomerSnapshot<S> {
+  readonly customerId: string;
+  /** Stream sequence of the last entry applied; entries at or below it are skipped. */
+  readonly lastSeq: number;
+  readonly state: S;
+}
+
+/** A snapshot plus the KV revision it was read or written at (0 = no entry yet). */
+export interface StoredSnapshot<S> {
+  readonly snapshot: CustomerSnapshot<S>;
+  readonly revision: number;
+}
+
+const Envelope = z.object({
+  v: z.literal(1),
+  aggregator: z.string(),
+  version: z.number().int(),
+  customerId: z.string(),
+  lastSeq: z.number().int().min(0),
+  state: z.unknown(),
+});
+
+const encoder = new TextEncoder();
+
+/**
+ * Reads and writes customer snapshots. Every write is conditional on the revision the writer last
+ * read or wrote (`kv.create` / `kv.update`), so a writer that lost ownership cannot silently
+ * overwrite the new owner: its write fails with WRITE_CONFLICT and it must stop.
+ */
+export class CustomerStore<S, E> {
+  constructor(
+    private readonly kv: KV,
+    private readonly aggregator: Aggregator<S, E>,
+  ) {}
+
+  async load(partition: number, customerId: string): Promise<StoredSnapshot<S>> {
+    const entry = await this.kv.get(customerKey(partition, customerId));
+    if (entry === null) return { snapshot: this.empty(customerId), revision: 0 };
+    // A deleted or purged key still has a revision: the next write must be conditional on it.
+    if (entry.operation !== 'PUT') return { snapshot: this.empty(customerId), revision: entry.revision };
+    return { snapshot: this.decode(customerId, entry.json()), revision: entry.revision };
+  }
+
+  /** Writes `snapshot` if the key is still at `revision`; returns the new revision. */
+  async save(partition: number, snapshot: CustomerSnapshot<S>, revision: number): Promise<number> {
+    const key = customerKey(partition, snapshot.customerId);
+    const data = encoder.encode(
+      JSON.stringify({
+        v: 1,
+        aggregator: this.aggregator.name,
+        version: this.aggregator.version,
+        customerId: snapshot.customerId,
+        lastSeq: snapshot.lastSeq,
+        state: this.aggregator.serialize(snapshot.state),
+      }),
+    );
+    try {
+      return revision === 0 ? await this.kv.create(key, data) : await this.kv.update(key, data, revision);
+    } catch (err) {
+      if (isWrongLastSequence(err)) {
+        throw new OrderFleetError(ErrorCode.WriteConflict, `customer ${snapshot.customerId} was written by someone else`, {
+          cause: err,
+          details: { key, revision },
+        });
+      }
+      throw err;
+    }
+  }
+
+  empty(customerId: string): CustomerSnapshot<S> {
+    return { customerId, lastSeq: 0, state: this.aggregator.initial() };
+  }
+
+  private decode(customerId: string, json: unknown): CustomerSnapshot<S> {
+    const parsed = Envelope.safeParse(json);
+    if (!parsed.success || parsed.data.aggregator !== this.aggregator.name || parsed.data.customerId !== customerId) {
+      throw new OrderFleetError(ErrorCode.StateCorrupt, `stored state of customer ${customerId} is not a valid snapshot`, {
+        ...(parsed.success ? {} : { cause: parsed.error }),
+      });
+    }
+    const { lastSeq, version, state } = parsed.data;
+    return { customerId, lastSeq, state: this.aggregator.deserialize(version, state) };
+  }
+}

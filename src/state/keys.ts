@@ -1,0 +1,28 @@
+/**
+ * KV keys. NATS KV keys allow only `[-/_=.A-Za-z0-9]`, but customer ids may be any safe subject
+ * token, including Unicode. Ids made of `[A-Za-z0-9_-]` are stored as they are (readable for
+ * operators); any other id is stored as `=` + base64url(utf8(id)). `=` never appears in a plain
+ * id, so the two forms cannot collide. The partition is part of the key so that one partition's
+ * customers can be listed (`c.<p>.>`) without touching the others.
+ */
+const PLAIN = /^[A-Za-z0-9_-]+$/u;
+
+export function customerKey(partition: number, customerId: string): string {
+  const token = PLAIN.test(customerId) ? customerId : `=${Buffer.from(customerId, 'utf8').toString('base64url')}`;
+  return `c.${partition}.${token}`;
+}
+
+export function customerIdFromKey(key: string): string | undefined {
+  const match = /^c\.\d+\.(.+)$/u.exec(key);
+  const token = match?.[1];
+  if (token === undefined) return undefined;
+  return token.startsWith('=') ? Buffer.from(token.slice(1), 'base64url').toString('utf8') : token;
+}
+
+export function customerKeyFilter(partition: number): string {
+  return `c.${partition}.>`;
+}
+
+export function watermarkKey(partition: number): string {
+  return `wm.${partition}`;
+}

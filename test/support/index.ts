@@ -1,0 +1,3 @@
+export * from './nats-server.js';
+export * from './nats-cluster.js';
+export * from './nats.js';

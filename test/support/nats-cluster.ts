@@ -1,0 +1,136 @@
+// A real multi-node JetStream cluster on loopback, one nats-server process per
+// node. Ports are fixed up front so every node can restart on the same client
+// port, the same route port and its own store dir.
+
+import { randomBytes } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import {
+  NatsServerStartError,
+  startNatsServer,
+  waitForJetStream,
+  type NatsServerHandle,
+} from './nats-server.js';
+import { freePorts } from './ports.js';
+
+export interface StartNatsClusterOptions {
+  /** Number of nodes; default 3 (JetStream needs >= 3 for R3 streams). */
+  size?: number;
+  /** Extra config appended to every node (e.g. `accounts { ... }`). */
+  configText?: string;
+  /** Path to nats-server; see `startNatsServer`. */
+  binary?: string;
+  /** Budget for the whole cluster to form and elect a meta leader; default 60s. */
+  startTimeoutMs?: number;
+}
+
+export interface NatsCluster {
+  /** One handle per node; `restart()` keeps the node's ports and store dir. */
+  servers: NatsServerHandle[];
+  /** Client URL of every node. */
+  urls: string[];
+  /**
+   * All client URLs, comma separated (for env vars/CLI flags such as the `nats`
+   * CLI's --server). nats.js does not split commas: pass `urls` to `connect()`.
+   */
+  url: string;
+  /** Kills every node and removes their temp dirs. Idempotent. */
+  cleanup(): Promise<void>;
+}
+
+const POLL_MS = 20;
+/** Attempts when a pre-picked port was taken by someone else before the server bound it. */
+const PORT_RACE_ATTEMPTS = 3;
+
+export async function startNatsCluster(opts: StartNatsClusterOptions = {}): Promise<NatsCluster> {
+  const size = opts.size ?? 3;
+  if (!Number.isInteger(size) || size < 1) throw new RangeError(`invalid cluster size: ${size}`);
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startClusterOnce(size, opts);
+    } catch (err) {
+      const portRace =
+        err instanceof NatsServerStartError && /address already in use/i.test(err.outputTail);
+      if (!portRace || attempt >= PORT_RACE_ATTEMPTS) throw err;
+      // Retry with a fresh set of ports: the collision was with another process.
+      console.warn(`[nats-cluster] port collision on attempt ${attempt}; retrying with new ports`);
+    }
+  }
+}
+
+async function startClusterOnce(size: number, opts: StartNatsClusterOptions): Promise<NatsCluster> {
+  const timeoutMs = opts.startTimeoutMs ?? 60_000;
+  const deadline = Date.now() + timeoutMs;
+  const ports = await freePorts(size * 2);
+  const clientPorts = ports.slice(0, size);
+  const routePorts = ports.slice(size);
+  const clusterName = `c_${randomBytes(4).toString('hex')}`;
+
+  // Start all nodes concurrently and only wait for their client ports: no node
+  // can report healthy JetStream before a quorum of peers is up.
+  const started = await Promise.allSettled(
+    clientPorts.map((port, i) =>
+      startNatsServer({
+        port,
+        serverName: `${clusterName}_n${i + 1}`,
+        readiness: 'listening',
+        startTimeoutMs: timeoutMs,
+        configText: [
+          'cluster {',
+          `  name: ${JSON.stringify(clusterName)}`,
+          `  listen: ${JSON.stringify(`127.0.0.1:${routePorts[i]}`)}`,
+          '  routes: [',
+          ...routePorts
+            .filter((_, j) => j !== i)
+            .map((p) => `    ${JSON.stringify(`nats-route://127.0.0.1:${p}`)}`),
+          '  ]',
+          '}',
+          opts.configText ?? '',
+        ].join('\n'),
+        ...(opts.binary !== undefined ? { binary: opts.binary } : {}),
+      }),
+    ),
+  );
+  const servers = started.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+  let cleanupPromise: Promise<void> | undefined;
+  const cleanup = (): Promise<void> => {
+    cleanupPromise ??= Promise.all(servers.map((s) => s.cleanup())).then(() => undefined);
+    return cleanupPromise;
+  };
+
+  try {
+    const failure = started.find((r) => r.status === 'rejected');
+    if (failure !== undefined) throw failure.reason;
+    await Promise.all(servers.map((s) => waitForJetStream(s, Math.max(1, deadline - Date.now()))));
+    const urls = servers.map((s) => s.url);
+    await waitForMetaLeader(urls, deadline);
+    return { servers, urls, url: urls.join(','), cleanup };
+  } catch (err) {
+    await cleanup();
+    throw err;
+  }
+}
+
+/** Polls JetStream account info through a client until the meta layer answers. */
+async function waitForMetaLeader(urls: string[], deadline: number): Promise<void> {
+  const nc: NatsConnection = await connect({ servers: urls, name: 'nats-cluster-readiness' });
+  try {
+    for (;;) {
+      try {
+        const jsm = await jetstreamManager(nc, { timeout: 2_000 });
+        await jsm.getAccountInfo();
+        return;
+      } catch (err) {
+        // 503 / timeouts are expected until a meta leader is elected; retry
+        // until the deadline, then surface the last error.
+        if (Date.now() > deadline) {
+          throw new Error('JetStream cluster did not elect a meta leader in time', { cause: err });
+        }
+      }
+      await sleep(POLL_MS);
+    }
+  } finally {
+    await nc.close();
+  }
+}
