@@ -32,11 +32,15 @@ export function commandContext(
   const config = loadConfig(env, {
     NATS_URL: flags.natsUrl,
     // One-shot commands only log warnings unless asked: their answer is what matters.
-    LOG_LEVEL: flags.logLevel ?? (logTo === 'stderr' && (env.LOG_LEVEL ?? '') === '' ? 'warn' : undefined),
+    LOG_LEVEL:
+      flags.logLevel ?? (logTo === 'stderr' && (env.LOG_LEVEL ?? '') === '' ? 'warn' : undefined),
     ORDER_FLEET_NAMESPACE: flags.namespace,
     ...overrides,
   });
-  const log = createLogger(config.logLevel, pino.destination({ dest: logTo === 'stdout' ? 1 : 2, sync: true }));
+  const log = createLogger(
+    config.logLevel,
+    pino.destination({ dest: logTo === 'stdout' ? 1 : 2, sync: true }),
+  );
   return { config, names: resourceNames(config.namespace), log };
 }
 

@@ -15,7 +15,12 @@ export function buildProgram(env: NodeJS.ProcessEnv): Command {
     )
     .addOption(new Option('--nats-url <urls>', 'NATS servers, comma-separated (env NATS_URL)'))
     .addOption(new Option('--log-level <level>', 'log level (env LOG_LEVEL)'))
-    .addOption(new Option('--namespace <ns>', 'prefix for every stream, bucket and subject (env ORDER_FLEET_NAMESPACE)'))
+    .addOption(
+      new Option(
+        '--namespace <ns>',
+        'prefix for every stream, bucket and subject (env ORDER_FLEET_NAMESPACE)',
+      ),
+    )
     .showHelpAfterError()
     .exitOverride();
   registerSetup(program, env);
@@ -40,7 +45,11 @@ function exitCodeFor(err: unknown): number {
     // Commander already printed help or the usage error.
     return err.exitCode === 0 ? ExitCode.Ok : ExitCode.Usage;
   }
-  if (isOrderFleetError(err, ErrorCode.ConfigInvalid) || isOrderFleetError(err, ErrorCode.ImmutableSetting) || isValidationError(err)) {
+  if (
+    isOrderFleetError(err, ErrorCode.ConfigInvalid) ||
+    isOrderFleetError(err, ErrorCode.ImmutableSetting) ||
+    isValidationError(err)
+  ) {
     process.stderr.write(`order-fleet: ${err.message}\n`);
     return ExitCode.Usage;
   }

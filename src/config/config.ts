@@ -10,7 +10,8 @@ import { NamespaceSchema } from '../contract/names.js';
  * names). The result is parsed once into a deeply readonly {@link Config}; modules receive the
  * part they need and never read `process.env` themselves.
  */
-const int = (min: number, max = Number.MAX_SAFE_INTEGER) => z.coerce.number().int().min(min).max(max);
+const int = (min: number, max = Number.MAX_SAFE_INTEGER) =>
+  z.coerce.number().int().min(min).max(max);
 const bool = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'])
   .transform((v) => v === 'true' || v === '1' || v === 'yes');
@@ -22,8 +23,24 @@ export const EnvSchema = z.object({
   NATS_URL: z
     .string()
     .default('nats://127.0.0.1:4222')
-    .transform((s) => s.split(',').map((u) => u.trim()).filter((u) => u.length > 0))
-    .pipe(z.array(z.string().regex(/^(nats|tls|ws|wss):\/\/[^\s]+$|^[^\s:/]+:\d+$/u, 'each server must look like nats://host:port')).min(1, 'at least one server is required')),
+    .transform((s) =>
+      s
+        .split(',')
+        .map((u) => u.trim())
+        .filter((u) => u.length > 0),
+    )
+    .pipe(
+      z
+        .array(
+          z
+            .string()
+            .regex(
+              /^(nats|tls|ws|wss):\/\/[^\s]+$|^[^\s:/]+:\d+$/u,
+              'each server must look like nats://host:port',
+            ),
+        )
+        .min(1, 'at least one server is required'),
+    ),
   NATS_CREDS: optionalString,
   NATS_USER: optionalString,
   NATS_PASSWORD: optionalString,
@@ -41,19 +58,25 @@ export const EnvSchema = z.object({
   ORDERS_REPLICAS: int(1, 5).default(1),
   ORDERS_MAX_AGE_MS: int(0).default(7 * 24 * 3600 * 1000),
   ORDERS_DUPLICATE_WINDOW_MS: int(1000).default(2 * 60 * 1000),
+  // TTL of partition leases and of membership entries (a KV bucket TTL, fixed by setup).
+  LEASE_TTL_MS: int(500, 600_000).default(8000),
 
   // Event limits, enforced by publishers and again by workers.
   MAX_PAYLOAD_BYTES: int(64, 1024 * 1024).default(16 * 1024),
   MAX_ITEMS_PER_EVENT: int(1, 100_000).default(1000),
 
   // Worker.
-  WORKER_ID: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/u, 'WORKER_ID may only contain letters, digits, _ and - (max 64)').optional(),
+  WORKER_ID: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]{1,64}$/u, 'WORKER_ID may only contain letters, digits, _ and - (max 64)')
+    .optional(),
   CHECKPOINT_EVERY_EVENTS: int(1).default(5000),
   CHECKPOINT_INTERVAL_MS: int(10).default(1000),
   CHECKPOINT_CONCURRENCY: int(1, 1024).default(64),
   MAX_CUSTOMERS_IN_MEMORY: int(1).default(250_000),
   SHUTDOWN_GRACE_MS: int(100).default(25_000),
   QUERY_TIMEOUT_MS: int(10).default(1000),
+  HEARTBEAT_MS: int(50, 60_000).default(1000),
 
   // Publisher.
   PUBLISH_MAX_IN_FLIGHT: int(1, 100_000).default(1024),
@@ -83,6 +106,7 @@ export interface Config {
     readonly replicas: number;
     readonly maxAgeMs: number;
     readonly duplicateWindowMs: number;
+    readonly leaseTtlMs: number;
   };
   readonly limits: { readonly maxPayloadBytes: number; readonly maxItemsPerEvent: number };
   readonly worker: {
@@ -92,6 +116,8 @@ export interface Config {
     readonly checkpointConcurrency: number;
     readonly maxCustomersInMemory: number;
     readonly shutdownGraceMs: number;
+    /** Membership heartbeat interval. */
+    readonly heartbeatMs: number;
   };
   readonly query: { readonly timeoutMs: number };
   readonly publisher: {
@@ -103,7 +129,10 @@ export interface Config {
 
 /** The default worker id: the host name (a pod name on Kubernetes) plus a random suffix. */
 export function defaultWorkerId(): string {
-  const host = hostname().replace(/[^A-Za-z0-9_-]/gu, '-').slice(0, 48) || 'worker';
+  const host =
+    hostname()
+      .replace(/[^A-Za-z0-9_-]/gu, '-')
+      .slice(0, 48) || 'worker';
   return `${host}-${randomBytes(3).toString('hex')}`;
 }
 
@@ -126,9 +155,13 @@ export function loadConfig(env: EnvInput, overrides: EnvInput = {}): Config {
       return { variable, text: `${variable}: ${issue.message}` };
     });
     const first = problems[0]?.variable ?? 'config';
-    throw new ConfigError(`invalid configuration: ${problems.map((p) => p.text).join('; ')}`, first, {
-      details: { variables: problems.map((p) => p.variable) },
-    });
+    throw new ConfigError(
+      `invalid configuration: ${problems.map((p) => p.text).join('; ')}`,
+      first,
+      {
+        details: { variables: problems.map((p) => p.variable) },
+      },
+    );
   }
   const e = result.data;
   const tls =
@@ -155,6 +188,7 @@ export function loadConfig(env: EnvInput, overrides: EnvInput = {}): Config {
       replicas: e.ORDERS_REPLICAS,
       maxAgeMs: e.ORDERS_MAX_AGE_MS,
       duplicateWindowMs: e.ORDERS_DUPLICATE_WINDOW_MS,
+      leaseTtlMs: e.LEASE_TTL_MS,
     },
     limits: { maxPayloadBytes: e.MAX_PAYLOAD_BYTES, maxItemsPerEvent: e.MAX_ITEMS_PER_EVENT },
     worker: {
@@ -164,6 +198,7 @@ export function loadConfig(env: EnvInput, overrides: EnvInput = {}): Config {
       checkpointConcurrency: e.CHECKPOINT_CONCURRENCY,
       maxCustomersInMemory: e.MAX_CUSTOMERS_IN_MEMORY,
       shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
+      heartbeatMs: e.HEARTBEAT_MS,
     },
     query: { timeoutMs: e.QUERY_TIMEOUT_MS },
     publisher: {

@@ -2,7 +2,12 @@ import { z } from 'zod';
 import { ErrorCode, ValidationError } from '../errors.js';
 
 /** Event types of the public contract. */
-export const EVENT_TYPES = ['order.created', 'items.added', 'items.removed', 'order.cleared'] as const;
+export const EVENT_TYPES = [
+  'order.created',
+  'items.added',
+  'items.removed',
+  'order.cleared',
+] as const;
 export type EventType = (typeof EVENT_TYPES)[number];
 
 export interface EventLimits {
@@ -12,7 +17,10 @@ export interface EventLimits {
   readonly maxItemsPerEvent: number;
 }
 
-export const DEFAULT_EVENT_LIMITS: EventLimits = { maxPayloadBytes: 16 * 1024, maxItemsPerEvent: 1000 };
+export const DEFAULT_EVENT_LIMITS: EventLimits = {
+  maxPayloadBytes: 16 * 1024,
+  maxItemsPerEvent: 1000,
+};
 
 /**
  * Event ids become the `Nats-Msg-Id` header, so they must be header-safe: printable, no
@@ -24,7 +32,11 @@ const EventId = z
   .max(128, 'id must be at most 128 characters')
   .regex(/^[\x21-\x7e]+$/u, 'id must be printable ASCII without spaces');
 
-const Item = z.number().int('items must be integers').min(Number.MIN_SAFE_INTEGER).max(Number.MAX_SAFE_INTEGER);
+const Item = z
+  .number()
+  .int('items must be integers')
+  .min(Number.MIN_SAFE_INTEGER)
+  .max(Number.MAX_SAFE_INTEGER);
 const At = z.iso.datetime({ offset: true, message: 'at must be an ISO-8601 date-time' });
 
 const Items = z.array(Item).min(1, 'items must list at least one item');
@@ -32,7 +44,12 @@ const Items = z.array(Item).min(1, 'items must list at least one item');
 export const OrderEventSchema = z.discriminatedUnion('type', [
   z.strictObject({ id: EventId, type: z.literal('order.created'), at: At.optional() }),
   z.strictObject({ id: EventId, type: z.literal('items.added'), items: Items, at: At.optional() }),
-  z.strictObject({ id: EventId, type: z.literal('items.removed'), items: Items, at: At.optional() }),
+  z.strictObject({
+    id: EventId,
+    type: z.literal('items.removed'),
+    items: Items,
+    at: At.optional(),
+  }),
   z.strictObject({ id: EventId, type: z.literal('order.cleared'), at: At.optional() }),
 ]);
 
@@ -43,7 +60,10 @@ const encoder = new TextEncoder();
 const decoder = new TextDecoder('utf-8', { fatal: true });
 
 /** Validates an event a publisher wants to send and returns its encoded bytes. */
-export function encodeEvent(event: unknown, limits: EventLimits): { event: OrderEvent; data: Uint8Array } {
+export function encodeEvent(
+  event: unknown,
+  limits: EventLimits,
+): { event: OrderEvent; data: Uint8Array } {
   const parsed = validateEvent(event, limits);
   const data = encoder.encode(JSON.stringify(parsed));
   checkSize(data.byteLength, limits);
@@ -93,10 +113,15 @@ function validateEvent(input: unknown, limits: EventLimits): OrderEvent {
     const issue = result.error.issues[0];
     const where = issue === undefined || issue.path.length === 0 ? 'event' : issue.path.join('.');
     const message = issue?.message ?? 'invalid event';
-    throw new ValidationError(ErrorCode.InvalidEvent, `invalid event: ${where}: ${message}`, where, {
-      cause: result.error,
-      details: { path: where },
-    });
+    throw new ValidationError(
+      ErrorCode.InvalidEvent,
+      `invalid event: ${where}: ${message}`,
+      where,
+      {
+        cause: result.error,
+        details: { path: where },
+      },
+    );
   }
   return result.data;
 }

@@ -17,6 +17,10 @@ export interface ResourceNames {
   readonly stateBucket: string;
   /** KV bucket: deployment settings (partition count) and per-partition watermarks. */
   readonly metaBucket: string;
+  /** KV bucket with a TTL: one entry per live worker. */
+  readonly memberBucket: string;
+  /** KV bucket with a TTL: one lease per partition. */
+  readonly leaseBucket: string;
   /** Request/reply subjects for questions, per partition. */
   readonly queryPrefix: string;
 }
@@ -39,6 +43,8 @@ export function resourceNames(namespace = ''): ResourceNames {
     deadLetterPrefix: `${dotted}dlq.orders`,
     stateBucket: `${dashed}orders-state`,
     metaBucket: `${dashed}orders-meta`,
+    memberBucket: `${dashed}orders-members`,
+    leaseBucket: `${dashed}orders-leases`,
     queryPrefix: `${dotted}order-fleet.q`,
   };
 }

@@ -81,7 +81,12 @@ export function parseOrdersSubject(
 }
 
 function invalidSubject(subject: string, rule: string, message: string): ValidationError {
-  return new ValidationError(ErrorCode.InvalidSubject, `invalid subject ${subject}: ${message}`, rule, {
-    details: { subject },
-  });
+  return new ValidationError(
+    ErrorCode.InvalidSubject,
+    `invalid subject ${subject}: ${message}`,
+    rule,
+    {
+      details: { subject },
+    },
+  );
 }

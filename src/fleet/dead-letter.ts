@@ -48,14 +48,24 @@ export class DeadLetterSink {
     const msgID = `dlq-${msg.info.stream}-${msg.seq}`;
     for (let attempt = 1; ; attempt++) {
       try {
-        await this.js.publish(subject, msg.data, { msgID, headers: h, expect: { streamName: this.names.deadLetterStream } });
-        this.log.warn({ partition, seq: msg.seq, subject: msg.subject, reason }, 'dead-lettered message');
+        await this.js.publish(subject, msg.data, {
+          msgID,
+          headers: h,
+          expect: { streamName: this.names.deadLetterStream },
+        });
+        this.log.warn(
+          { partition, seq: msg.seq, subject: msg.subject, reason },
+          'dead-lettered message',
+        );
         return;
       } catch (publishErr) {
         // The partition must not move past a bad message that is not safely filed; after enough
         // attempts the runner fails and its supervisor restarts it from the watermark.
         if (attempt >= MAX_ATTEMPTS) throw publishErr;
-        this.log.warn({ partition, seq: msg.seq, attempt, err: describeError(publishErr) }, 'dead-letter publish retry');
+        this.log.warn(
+          { partition, seq: msg.seq, attempt, err: describeError(publishErr) },
+          'dead-letter publish retry',
+        );
         await sleep(Math.min(2000, 50 * 2 ** attempt));
       }
     }

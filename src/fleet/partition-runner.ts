@@ -12,7 +12,13 @@ import { nanos, type Msg, type NatsConnection, type Subscription } from '@nats-i
 import pLimit from 'p-limit';
 import type { ResourceNames } from '../contract/names.js';
 import { partitionFilter } from '../contract/subjects.js';
-import { describeError, ErrorCode, isOrderFleetError, isValidationError, OrderFleetError } from '../errors.js';
+import {
+  describeError,
+  ErrorCode,
+  isOrderFleetError,
+  isValidationError,
+  OrderFleetError,
+} from '../errors.js';
 import type { Logger } from '../logging/logger.js';
 import { isConsumerNotFound } from '../nats/errors.js';
 import type { Aggregator } from '../orders/aggregator.js';
@@ -32,6 +38,8 @@ export interface PartitionRunnerSettings {
   readonly checkpointConcurrency: number;
   /** Customers this partition may hold in memory right now (its share of the worker's cap). */
   readonly capacity: () => number;
+  /** False once this runner's lease may have passed to someone else: it must not write again. */
+  readonly canWrite: () => boolean;
 }
 
 export interface PartitionRunnerDeps<S, E> {
@@ -53,7 +61,8 @@ export interface PartitionRunnerDeps<S, E> {
   readonly onCaughtUp?: (report: CatchUpReport) => void;
 }
 
-export type PartitionState = 'idle' | 'starting' | 'recovering' | 'running' | 'stopping' | 'stopped' | 'failed';
+export type PartitionState =
+  'idle' | 'starting' | 'recovering' | 'running' | 'stopping' | 'stopped' | 'failed';
 
 export interface CatchUpReport {
   readonly partition: number;
@@ -164,7 +173,8 @@ export class PartitionRunner<S, E> {
   }
 
   async start(): Promise<void> {
-    if (this.#state !== 'idle') throw new Error(`partition ${this.partition} runner already ${this.#state}`);
+    if (this.#state !== 'idle')
+      throw new Error(`partition ${this.partition} runner already ${this.#state}`);
     this.#startedAt = Date.now();
     this.#transition('starting');
     const { watermarks, settings } = this.#deps;
@@ -173,7 +183,13 @@ export class PartitionRunner<S, E> {
     // runner's next watermark write fail, so at most one runner can advance this partition.
     const loaded = await watermarks.load(this.partition);
     const previous = loaded.watermark;
-    const fenced: Watermark = { ...previous, epoch: previous.epoch + 1, owner: settings.workerId, clean: false, at: new Date().toISOString() };
+    const fenced: Watermark = {
+      ...previous,
+      epoch: previous.epoch + 1,
+      owner: settings.workerId,
+      clean: false,
+      at: new Date().toISOString(),
+    };
     this.#watermarkRevision = await watermarks.save(this.partition, fenced, loaded.revision);
     this.#watermark = fenced;
     this.#appliedSeq = previous.seq;
@@ -183,7 +199,13 @@ export class PartitionRunner<S, E> {
     // is new. After a crash, the pending entries include work that must be redone: a replay.
     this.#replaying = !previous.clean;
     this.#log.info(
-      { watermark: previous.seq, epoch: fenced.epoch, previousOwner: previous.owner, cleanHandoff: previous.clean, backlog: this.#backlog },
+      {
+        watermark: previous.seq,
+        epoch: fenced.epoch,
+        previousOwner: previous.owner,
+        cleanHandoff: previous.clean,
+        backlog: this.#backlog,
+      },
       'partition starting',
     );
     this.#transition(this.#backlog > 0 ? 'recovering' : 'running');
@@ -263,7 +285,10 @@ export class PartitionRunner<S, E> {
     for await (const status of messages.status()) {
       if (status.type === 'consumer_deleted' && !this.#intakeStopped) {
         this.#log.warn({ status: status.type }, 'partition consumer deleted by another runner');
-        this.#fenceError = new OrderFleetError(ErrorCode.Fenced, `consumer of partition ${this.partition} was deleted`);
+        this.#fenceError = new OrderFleetError(
+          ErrorCode.Fenced,
+          `consumer of partition ${this.partition} was deleted`,
+        );
         this.#stopIntake();
       } else if (status.type === 'heartbeats_missed') {
         this.#log.warn({ count: status.count }, 'partition consumer missed heartbeats');
@@ -293,7 +318,15 @@ export class PartitionRunner<S, E> {
     }
     await this.#release();
     const state = failure === undefined ? 'stopped' : 'failed';
-    this.#transition(state, failure === undefined ? {} : { err: describeError(failure), code: isOrderFleetError(failure) ? failure.code : undefined });
+    this.#transition(
+      state,
+      failure === undefined
+        ? {}
+        : {
+            err: describeError(failure),
+            code: isOrderFleetError(failure) ? failure.code : undefined,
+          },
+    );
     const report: PartitionReport = {
       partition: this.partition,
       state,
@@ -308,16 +341,19 @@ export class PartitionRunner<S, E> {
   }
 
   async #idle(): Promise<void> {
-    const untilCheckpoint = this.#deps.settings.checkpointIntervalMs - (Date.now() - this.#lastCheckpointAt);
+    const untilCheckpoint =
+      this.#deps.settings.checkpointIntervalMs - (Date.now() - this.#lastCheckpointAt);
     const ac = new AbortController();
     await Promise.race([
       new Promise<void>((resolve) => {
         this.#wake = resolve;
       }),
-      sleep(Math.max(10, untilCheckpoint), undefined, { signal: ac.signal }).catch((err: unknown) => {
-        // Aborted because work arrived first: nothing to do.
-        if (!(err instanceof Error && err.name === 'AbortError')) throw err;
-      }),
+      sleep(Math.max(10, untilCheckpoint), undefined, { signal: ac.signal }).catch(
+        (err: unknown) => {
+          // Aborted because work arrived first: nothing to do.
+          if (!(err instanceof Error && err.name === 'AbortError')) throw err;
+        },
+      ),
     ]);
     ac.abort();
     this.#wake = undefined;
@@ -330,7 +366,10 @@ export class PartitionRunner<S, E> {
       if (msg.info.deliverySequence > this.#expectedDelivery) {
         // A message was lost in flight (e.g. a reconnect). Applying past the hole could reorder a
         // customer's entries, so stop here and start over from the watermark.
-        this.#log.warn({ expected: this.#expectedDelivery, got: msg.info.deliverySequence }, 'delivery gap, restarting partition');
+        this.#log.warn(
+          { expected: this.#expectedDelivery, got: msg.info.deliverySequence },
+          'delivery gap, restarting partition',
+        );
         this.#restart = true;
         this.#queue.length = 0;
         batch = batch.slice(0, decoded.length);
@@ -370,7 +409,11 @@ export class PartitionRunner<S, E> {
       }
       let state: S;
       try {
-        state = aggregator.apply(resident.snapshot.state, { seq: msg.seq, timeMs: Math.floor(msg.info.timestampNanos / 1e6), payload: entry.payload });
+        state = aggregator.apply(resident.snapshot.state, {
+          seq: msg.seq,
+          timeMs: Math.floor(msg.info.timestampNanos / 1e6),
+          payload: entry.payload,
+        });
       } catch (err) {
         // A bug in an aggregator must not wedge the partition: file the entry and go on.
         await this.#deadLetter(msg, err);
@@ -396,8 +439,15 @@ export class PartitionRunner<S, E> {
   #markCaughtUp(): void {
     this.#caughtUp = true;
     if (this.#state === 'recovering') this.#transition('running');
-    const report = { partition: this.partition, replayed: this.#stats.replayed, durationMs: Date.now() - this.#startedAt };
-    this.#log.info({ replayed: report.replayed, durationMs: report.durationMs }, 'partition caught up');
+    const report = {
+      partition: this.partition,
+      replayed: this.#stats.replayed,
+      durationMs: Date.now() - this.#startedAt,
+    };
+    this.#log.info(
+      { replayed: report.replayed, durationMs: report.durationMs },
+      'partition caught up',
+    );
     this.#deps.onCaughtUp?.(report);
   }
 
@@ -406,10 +456,13 @@ export class PartitionRunner<S, E> {
     if (ids.size === 0) return;
     const limit = pLimit(this.#deps.settings.checkpointConcurrency);
     const loaded = await Promise.all(
-      [...ids].map((id) => limit(async () => ({ id, stored: await this.#deps.customers.load(this.partition, id) }))),
+      [...ids].map((id) =>
+        limit(async () => ({ id, stored: await this.#deps.customers.load(this.partition, id) })),
+      ),
     );
     for (const { id, stored } of loaded) {
-      if (!this.#resident.has(id)) this.#resident.set(id, { snapshot: stored.snapshot, revision: stored.revision });
+      if (!this.#resident.has(id))
+        this.#resident.set(id, { snapshot: stored.snapshot, revision: stored.revision });
     }
   }
 
@@ -424,7 +477,8 @@ export class PartitionRunner<S, E> {
   #checkpointDue(): boolean {
     return (
       this.#sinceCheckpoint >= this.#deps.settings.checkpointEveryEvents ||
-      (Date.now() - this.#lastCheckpointAt >= this.#deps.settings.checkpointIntervalMs && this.#lastMsg !== undefined)
+      (Date.now() - this.#lastCheckpointAt >= this.#deps.settings.checkpointIntervalMs &&
+        this.#lastMsg !== undefined)
     );
   }
 
@@ -437,6 +491,14 @@ export class PartitionRunner<S, E> {
     const { customers, watermarks, settings } = this.#deps;
     const watermark = this.#watermark;
     if (watermark === undefined) return;
+    if (!settings.canWrite()) {
+      // Our lease may already belong to someone else: writing now could only be rejected or,
+      // worse, race the new owner. The new owner replays from the last watermark instead.
+      throw new OrderFleetError(
+        ErrorCode.Fenced,
+        `partition ${this.partition}: lease lost, not writing`,
+      );
+    }
     const nothingNew = this.#dirty.size === 0 && this.#appliedSeq === watermark.seq;
     if (nothingNew && !final) {
       this.#lastCheckpointAt = Date.now();
@@ -449,12 +511,21 @@ export class PartitionRunner<S, E> {
         limit(async () => {
           const resident = this.#resident.get(id);
           if (resident === undefined) return;
-          resident.revision = await customers.save(this.partition, resident.snapshot, resident.revision);
+          resident.revision = await customers.save(
+            this.partition,
+            resident.snapshot,
+            resident.revision,
+          );
           this.#dirty.delete(id);
         }),
       ),
     );
-    const next: Watermark = { ...watermark, seq: this.#appliedSeq, clean: final, at: new Date().toISOString() };
+    const next: Watermark = {
+      ...watermark,
+      seq: this.#appliedSeq,
+      clean: final,
+      at: new Date().toISOString(),
+    };
     this.#watermarkRevision = await watermarks.save(this.partition, next, this.#watermarkRevision);
     this.#watermark = next;
     this.#lastMsg?.ack();
@@ -482,16 +553,32 @@ export class PartitionRunner<S, E> {
 
   /** Answers a `contents` question from memory, or from KV for a customer not resident. */
   async #answer(msg: Msg): Promise<void> {
+    // A runner that may have lost its lease stays silent, so the real owner (or the KV fallback) answers.
+    if (!this.#deps.settings.canWrite()) return;
     try {
       const customerId = (msg.json<{ customerId?: unknown }>().customerId ?? '') as unknown;
-      if (typeof customerId !== 'string') throw new OrderFleetError(ErrorCode.QueryFailed, 'customerId must be a string');
+      if (typeof customerId !== 'string')
+        throw new OrderFleetError(ErrorCode.QueryFailed, 'customerId must be a string');
       const resident = this.#resident.get(customerId);
       // A customer not in memory is clean: KV holds everything this runner applied for it.
-      const snapshot = resident?.snapshot ?? (await this.#deps.customers.load(this.partition, customerId)).snapshot;
-      msg.respond(JSON.stringify(answerQuery(this.#deps.render(snapshot), this.#deps.settings.workerId, this.partition)));
+      const snapshot =
+        resident?.snapshot ??
+        (await this.#deps.customers.load(this.partition, customerId)).snapshot;
+      msg.respond(
+        JSON.stringify(
+          answerQuery(this.#deps.render(snapshot), this.#deps.settings.workerId, this.partition),
+        ),
+      );
     } catch (err) {
       this.#log.warn({ err: describeError(err) }, 'query failed');
-      msg.respond(JSON.stringify({ error: { code: isOrderFleetError(err) ? err.code : ErrorCode.QueryFailed, message: describeError(err) } }));
+      msg.respond(
+        JSON.stringify({
+          error: {
+            code: isOrderFleetError(err) ? err.code : ErrorCode.QueryFailed,
+            message: describeError(err),
+          },
+        }),
+      );
     }
   }
 

@@ -22,7 +22,11 @@ export interface ContentsReply extends ContentsAnswer {
   readonly owner?: string;
 }
 
-export function answerQuery(answer: ContentsAnswer, owner: string, partition: number): ContentsReply {
+export function answerQuery(
+  answer: ContentsAnswer,
+  owner: string,
+  partition: number,
+): ContentsReply {
   return { ...answer, stale: false, partition, owner };
 }
 
@@ -52,21 +56,37 @@ export interface AskOptions<S, E> {
  * the question to the owner with no registry of our own. When nobody answers in time (the
  * partition is moving, or no worker runs) the answer comes from KV, marked stale.
  */
-export async function askContents<S, E>(nc: NatsConnection, customerId: string, opts: AskOptions<S, E>): Promise<ContentsReply> {
+export async function askContents<S, E>(
+  nc: NatsConnection,
+  customerId: string,
+  opts: AskOptions<S, E>,
+): Promise<ContentsReply> {
   assertCustomerId(customerId);
   const partition = partitionOf(customerId, opts.partitions);
   try {
-    const msg = await nc.request(`${opts.names.queryPrefix}.${partition}`, JSON.stringify({ customerId }), { timeout: opts.timeoutMs });
+    const msg = await nc.request(
+      `${opts.names.queryPrefix}.${partition}`,
+      JSON.stringify({ customerId }),
+      { timeout: opts.timeoutMs },
+    );
     const reply = ReplySchema.parse(msg.json());
     if ('error' in reply) {
-      throw new OrderFleetError(ErrorCode.QueryFailed, `the owner could not answer: ${reply.error.message}`, { details: { code: reply.error.code } });
+      throw new OrderFleetError(
+        ErrorCode.QueryFailed,
+        `the owner could not answer: ${reply.error.message}`,
+        { details: { code: reply.error.code } },
+      );
     }
     const { owner, ...rest } = reply;
     return owner === undefined ? rest : { ...rest, owner };
   } catch (err) {
     if (!isNoResponders(err) && !isTimeout(err)) {
       if (err instanceof OrderFleetError) throw err;
-      throw new OrderFleetError(ErrorCode.QueryFailed, `asking contents of ${customerId} failed: ${describeError(err)}`, { cause: err });
+      throw new OrderFleetError(
+        ErrorCode.QueryFailed,
+        `asking contents of ${customerId} failed: ${describeError(err)}`,
+        { cause: err },
+      );
     }
   }
   const { snapshot } = await opts.store.load(partition, customerId);

@@ -1,5 +1,10 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
+import {
+  jetstream,
+  jetstreamManager,
+  type JetStreamClient,
+  type JetStreamManager,
+} from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Config } from '../config/config.js';
@@ -13,6 +18,7 @@ import { WatermarkStore } from '../state/watermark-store.js';
 import { DeadLetterSink } from './dead-letter.js';
 import { PartitionRunner, type CatchUpReport, type PartitionReport } from './partition-runner.js';
 import type { ContentsAnswer } from './queries.js';
+import type { Lease, LeaseManager } from './leases.js';
 
 /** What a worker runs: the aggregator, how to decode a log entry, how to answer a question. */
 export interface Domain<S, E> {
@@ -21,7 +27,8 @@ export interface Domain<S, E> {
   readonly render: (snapshot: CustomerSnapshot<S>) => ContentsAnswer;
 }
 
-export type WorkerState = 'created' | 'starting' | 'recovering' | 'running' | 'draining' | 'stopped';
+export type WorkerState =
+  'created' | 'starting' | 'recovering' | 'running' | 'draining' | 'stopped';
 
 export interface WorkerDeps<S, E> {
   readonly nc: NatsConnection;
@@ -29,6 +36,8 @@ export interface WorkerDeps<S, E> {
   readonly partitions: number;
   readonly worker: Config['worker'];
   readonly domain: Domain<S, E>;
+  /** When set, a partition runs only while this worker holds its lease (the fleet). */
+  readonly leases?: LeaseManager;
   readonly log: Logger;
 }
 
@@ -80,7 +89,11 @@ export class Worker<S, E> {
     const kvm = new Kvm(nc);
     this.#customers = new CustomerStore(await kvm.open(names.stateBucket), domain.aggregator);
     this.#watermarks = new WatermarkStore(await kvm.open(names.metaBucket));
-    this.#deadLetters = new DeadLetterSink(this.#js, names, this.#deps.log.child({ component: 'dead-letter', workerId: this.id }));
+    this.#deadLetters = new DeadLetterSink(
+      this.#js,
+      names,
+      this.#deps.log.child({ component: 'dead-letter', workerId: this.id }),
+    );
     this.#transition('recovering');
     await this.setPartitions(partitions);
     if (this.#pendingCatchUp.size === 0) this.#transition('running');
@@ -93,13 +106,19 @@ export class Worker<S, E> {
     for (const [p, supervisor] of this.#supervisors) {
       if (!want.has(p)) {
         this.#supervisors.delete(p);
+        this.#pendingCatchUp.delete(p);
         stops.push(supervisor.stop());
       }
     }
     await Promise.all(stops);
     for (const p of want) {
       if (this.#supervisors.has(p)) continue;
-      const supervisor = new Supervisor(p, () => this.#createRunner(p), this.#log);
+      const supervisor = new Supervisor(
+        p,
+        (lease) => this.#createRunner(p, lease),
+        this.#deps.leases,
+        this.#log,
+      );
       this.#supervisors.set(p, supervisor);
       this.#pendingCatchUp.add(p);
       supervisor.start();
@@ -124,7 +143,9 @@ export class Worker<S, E> {
     this.#transition('draining');
     const supervisors = [...this.#supervisors.values()];
     this.#supervisors.clear();
-    const reports = (await Promise.all(supervisors.map((s) => s.stop()))).filter((r): r is PartitionReport => r !== undefined);
+    const reports = (await Promise.all(supervisors.map((s) => s.stop()))).filter(
+      (r): r is PartitionReport => r !== undefined,
+    );
     this.#transition('stopped', {
       partitions: reports.length,
       failed: reports.filter((r) => r.state === 'failed').length,
@@ -133,9 +154,14 @@ export class Worker<S, E> {
     return { partitions: reports, durationMs: Date.now() - began };
   }
 
-  #createRunner(partition: number): PartitionRunner<S, E> {
+  #createRunner(partition: number, lease: Lease | undefined): PartitionRunner<S, E> {
     const { nc, names, domain, worker } = this.#deps;
-    if (this.#jsm === undefined || this.#customers === undefined || this.#watermarks === undefined || this.#deadLetters === undefined) {
+    if (
+      this.#jsm === undefined ||
+      this.#customers === undefined ||
+      this.#watermarks === undefined ||
+      this.#deadLetters === undefined
+    ) {
       throw new Error('worker not started');
     }
     return new PartitionRunner<S, E>({
@@ -156,7 +182,9 @@ export class Worker<S, E> {
         checkpointIntervalMs: worker.checkpointIntervalMs,
         checkpointConcurrency: worker.checkpointConcurrency,
         // Each partition gets an equal share of the worker's memory cap.
-        capacity: () => Math.floor(worker.maxCustomersInMemory / Math.max(1, this.#supervisors.size)),
+        capacity: () =>
+          Math.floor(worker.maxCustomersInMemory / Math.max(1, this.#supervisors.size)),
+        canWrite: () => lease?.valid() ?? true,
       },
       log: this.#deps.log.child({ component: 'partition-runner', workerId: worker.id }),
       onCaughtUp: (report) => this.#onCaughtUp(report),
@@ -164,8 +192,18 @@ export class Worker<S, E> {
   }
 
   #onCaughtUp(report: CatchUpReport): void {
-    this.#pendingCatchUp.delete(report.partition);
-    if (this.#pendingCatchUp.size === 0 && this.#state === 'recovering') this.#transition('running');
+    const wasPending = this.#pendingCatchUp.delete(report.partition);
+    if (this.#pendingCatchUp.size > 0 || !wasPending) return;
+    if (this.#state === 'recovering') this.#transition('running');
+    // Readiness: every partition this worker was given is running and caught up.
+    this.#log.info({ partitions: this.ownedPartitions }, 'worker ready');
+  }
+
+  /** True when every partition this worker was given runs and has caught up. */
+  get ready(): boolean {
+    return (
+      this.#pendingCatchUp.size === 0 && (this.#state === 'running' || this.#state === 'recovering')
+    );
   }
 
   #transition(to: WorkerState, fields: Record<string, unknown> = {}): void {
@@ -183,7 +221,11 @@ interface RunnerHandle {
   stop(): Promise<PartitionReport>;
 }
 
-/** Keeps one partition's runner alive until told to stop. */
+/**
+ * Keeps one partition's runner alive until told to stop. In a fleet it first waits for the
+ * partition's lease, stops the runner the moment the lease is lost, and releases the lease only
+ * after the runner's final checkpoint, so the next owner starts exactly at the watermark.
+ */
 class Supervisor {
   #runner: RunnerHandle | undefined;
   #stopping = false;
@@ -191,7 +233,8 @@ class Supervisor {
 
   constructor(
     readonly partition: number,
-    private readonly create: () => RunnerHandle,
+    private readonly create: (lease: Lease | undefined) => RunnerHandle,
+    private readonly leases: LeaseManager | undefined,
     private readonly log: Logger,
   ) {}
 
@@ -209,27 +252,53 @@ class Supervisor {
   async #run(): Promise<PartitionReport | undefined> {
     let last: PartitionReport | undefined;
     for (let attempt = 0; !this.#stopping; attempt++) {
-      const runner = this.create();
+      const lease = await this.leases?.acquire(this.partition, () => this.#stopping);
+      if (this.#stopping) {
+        await lease?.release();
+        break;
+      }
+      const runner = this.create(lease);
       this.#runner = runner;
       try {
         await runner.start();
       } catch (err) {
-        this.log.error({ partition: this.partition, err: describeError(err) }, 'partition start failed');
+        this.log.error(
+          { partition: this.partition, err: describeError(err) },
+          'partition start failed',
+        );
+        await this.#release(lease);
         await sleep(Math.min(5000, RESTART_BACKOFF_MS * 2 ** Math.min(attempt, 5)));
         continue;
       }
+      lease?.onLost(() => void runner.stop());
       // stop() may have been called while start() was running; honour it now.
       if (this.#stopping) await runner.stop();
       last = await runner.done;
+      await this.#release(lease);
       if (this.#stopping) break;
       if (last.state === 'failed') {
-        this.log.error({ partition: this.partition, err: last.error === undefined ? undefined : describeError(last.error) }, 'partition failed, restarting');
+        this.log.error(
+          {
+            partition: this.partition,
+            err: last.error === undefined ? undefined : describeError(last.error),
+          },
+          'partition failed, restarting',
+        );
         await sleep(RESTART_BACKOFF_MS);
       } else {
         attempt = 0;
       }
     }
     return last;
+  }
+
+  async #release(lease: Lease | undefined): Promise<void> {
+    try {
+      await lease?.release();
+    } catch (err) {
+      // The lease expires on its own after the TTL; the next owner just waits a little longer.
+      this.log.warn({ partition: this.partition, err: describeError(err) }, 'lease release failed');
+    }
   }
 }
 

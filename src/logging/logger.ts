@@ -35,6 +35,10 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
 }
 
 /** A child logger for one component, e.g. `partition-runner`. */
-export function componentLogger(parent: Logger, component: string, fields: Record<string, unknown> = {}): Logger {
+export function componentLogger(
+  parent: Logger,
+  component: string,
+  fields: Record<string, unknown> = {},
+): Logger {
   return parent.child({ component, ...fields });
 }

@@ -7,7 +7,11 @@ import type { Logger } from '../logging/logger.js';
  * Opens a connection that never gives up reconnecting: workers and publishers must ride out
  * server restarts and rolling upgrades of a NATS cluster, not crash on them.
  */
-export async function connectNats(config: NatsConfig, name: string, log?: Logger): Promise<NatsConnection> {
+export async function connectNats(
+  config: NatsConfig,
+  name: string,
+  log?: Logger,
+): Promise<NatsConnection> {
   const nc = await connect({
     servers: [...config.servers],
     name,
@@ -42,7 +46,10 @@ async function watchStatus(nc: NatsConnection, log: Logger): Promise<void> {
       case 'reconnect':
       case 'error':
       case 'ldm':
-        log.warn({ status: status.type, server: 'server' in status ? status.server : undefined }, 'nats connection status');
+        log.warn(
+          { status: status.type, server: 'server' in status ? status.server : undefined },
+          'nats connection status',
+        );
         break;
       default:
         log.debug({ status: status.type }, 'nats connection status');

@@ -35,7 +35,10 @@ export async function readDeployment(meta: KV): Promise<Deployment | undefined> 
 }
 
 /** Loads the deployment or explains that `order-fleet setup` must run first. */
-export async function loadDeployment(nc: NatsConnection, names: ResourceNames): Promise<Deployment> {
+export async function loadDeployment(
+  nc: NatsConnection,
+  names: ResourceNames,
+): Promise<Deployment> {
   let deployment: Deployment | undefined;
   try {
     deployment = await readDeployment(await openMetaBucket(nc, names));

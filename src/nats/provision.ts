@@ -11,7 +11,12 @@ import type { ResourceNames } from '../contract/names.js';
 import { ordersStreamSubjects } from '../contract/subjects.js';
 import { ErrorCode, OrderFleetError } from '../errors.js';
 import type { Logger } from '../logging/logger.js';
-import { DEFAULT_PARTITIONS, DEPLOYMENT_KEY, readDeployment, type Deployment } from './deployment.js';
+import {
+  DEFAULT_PARTITIONS,
+  DEPLOYMENT_KEY,
+  readDeployment,
+  type Deployment,
+} from './deployment.js';
 import { isStreamNotFound, isWrongLastSequence } from './errors.js';
 import { jetstreamManager } from '@nats-io/jetstream';
 
@@ -21,6 +26,7 @@ export interface SetupOptions {
   readonly replicas: number;
   readonly maxAgeMs: number;
   readonly duplicateWindowMs: number;
+  readonly leaseTtlMs: number;
 }
 
 export type SetupAction = 'created' | 'updated' | 'unchanged';
@@ -41,7 +47,14 @@ const DEAD_LETTER_MAX_AGE_MS = 30 * 24 * 3600 * 1000;
 /** The fields of a stream config that setup manages and compares. */
 type Managed = Pick<
   StreamConfig,
-  'name' | 'subjects' | 'storage' | 'retention' | 'discard' | 'num_replicas' | 'max_age' | 'duplicate_window'
+  | 'name'
+  | 'subjects'
+  | 'storage'
+  | 'retention'
+  | 'discard'
+  | 'num_replicas'
+  | 'max_age'
+  | 'duplicate_window'
 >;
 const IMMUTABLE: readonly (keyof Managed)[] = ['storage', 'retention'];
 
@@ -87,16 +100,27 @@ export async function setupDeployment(
     }),
   );
   for (const bucket of [names.stateBucket, names.metaBucket]) {
-    resources.push(await ensureBucket(nc, jsm, bucket, replicas));
+    resources.push(await ensureBucket(nc, jsm, bucket, replicas, 0));
+  }
+  // Leases and membership expire with the bucket TTL (NATS 2.9 has no per-key TTL).
+  for (const bucket of [names.leaseBucket, names.memberBucket]) {
+    resources.push(await ensureBucket(nc, jsm, bucket, replicas, options.leaseTtlMs));
   }
 
   const deployment = await ensureDeployment(nc, names, options.partitions);
-  for (const r of resources) log.info({ kind: r.kind, name: r.name, action: r.action, changed: r.changed }, 'setup resource');
+  for (const r of resources)
+    log.info(
+      { kind: r.kind, name: r.name, action: r.action, changed: r.changed },
+      'setup resource',
+    );
   log.info({ partitions: deployment.partitions }, 'setup deployment');
   return { deployment, resources };
 }
 
-async function ensureStream(jsm: JetStreamManager, desired: Managed): Promise<SetupReport['resources'][number]> {
+async function ensureStream(
+  jsm: JetStreamManager,
+  desired: Managed,
+): Promise<SetupReport['resources'][number]> {
   let current: StreamConfig;
   try {
     current = (await jsm.streams.info(desired.name)).config;
@@ -114,7 +138,8 @@ async function ensureStream(jsm: JetStreamManager, desired: Managed): Promise<Se
       { details: { stream: desired.name, fields: immutable } },
     );
   }
-  if (changed.length === 0) return { kind: 'stream', name: desired.name, action: 'unchanged', changed };
+  if (changed.length === 0)
+    return { kind: 'stream', name: desired.name, action: 'unchanged', changed };
   await jsm.streams.update(desired.name, { ...current, ...desired });
   return { kind: 'stream', name: desired.name, action: 'updated', changed };
 }
@@ -130,18 +155,31 @@ async function ensureBucket(
   jsm: JetStreamManager,
   bucket: string,
   replicas: number,
+  ttlMs: number,
 ): Promise<SetupReport['resources'][number]> {
   const stream = `KV_${bucket}`;
+  let config: StreamConfig | undefined;
   try {
-    const { config } = await jsm.streams.info(stream);
-    if (config.num_replicas === replicas) return { kind: 'kv', name: bucket, action: 'unchanged', changed: [] };
-    await jsm.streams.update(stream, { ...config, num_replicas: replicas });
-    return { kind: 'kv', name: bucket, action: 'updated', changed: ['num_replicas'] };
+    config = (await jsm.streams.info(stream)).config;
   } catch (err) {
     if (!isStreamNotFound(err)) throw err;
   }
-  // history 1: state entries are whole snapshots, older revisions are worthless.
-  await new Kvm(nc).create(bucket, { history: 1, replicas, storage: StorageType.File });
+  if (config !== undefined) {
+    const changed = [
+      ...(config.num_replicas === replicas ? [] : ['num_replicas']),
+      ...(config.max_age === nanos(ttlMs) ? [] : ['max_age']),
+    ];
+    if (changed.length === 0) return { kind: 'kv', name: bucket, action: 'unchanged', changed };
+    await jsm.streams.update(stream, { ...config, num_replicas: replicas, max_age: nanos(ttlMs) });
+    return { kind: 'kv', name: bucket, action: 'updated', changed };
+  }
+  // history 1: entries are whole snapshots, older revisions are worthless.
+  await new Kvm(nc).create(bucket, {
+    history: 1,
+    replicas,
+    storage: StorageType.File,
+    ...(ttlMs > 0 ? { ttl: ttlMs } : {}),
+  });
   return { kind: 'kv', name: bucket, action: 'created', changed: [] };
 }
 

@@ -21,10 +21,18 @@ const OrderStateV1 = z.object({
   events: z.number().int().min(0),
 });
 
-const INITIAL: OrderState = Object.freeze({ items: Object.freeze([]), created: false, absentRemovals: 0, events: 0 });
+const INITIAL: OrderState = Object.freeze({
+  items: Object.freeze([]),
+  created: false,
+  absentRemovals: 0,
+  events: 0,
+});
 
 /** Removes one occurrence of each listed item, in order; returns how many were absent. */
-export function removeItems(items: readonly number[], remove: readonly number[]): { items: number[]; absent: number } {
+export function removeItems(
+  items: readonly number[],
+  remove: readonly number[],
+): { items: number[]; absent: number } {
   const next = [...items];
   let absent = 0;
   for (const item of remove) {
@@ -63,19 +71,31 @@ export const orderAggregator: Aggregator<OrderState, OrderEvent> = {
     }
     const parsed = OrderStateV1.safeParse(data);
     if (!parsed.success) {
-      throw new OrderFleetError(ErrorCode.StateCorrupt, 'stored order state does not match version 1', {
-        cause: parsed.error,
-      });
+      throw new OrderFleetError(
+        ErrorCode.StateCorrupt,
+        'stored order state does not match version 1',
+        {
+          cause: parsed.error,
+        },
+      );
     }
     return parsed.data;
   },
 };
 
 /** How a customer's order answers a `contents` question. */
-export function renderOrder(snapshot: { readonly customerId: string; readonly lastSeq: number; readonly state: OrderState }): {
+export function renderOrder(snapshot: {
+  readonly customerId: string;
+  readonly lastSeq: number;
+  readonly state: OrderState;
+}): {
   customerId: string;
   items: readonly number[];
   lastSeq: number;
 } {
-  return { customerId: snapshot.customerId, items: snapshot.state.items, lastSeq: snapshot.lastSeq };
+  return {
+    customerId: snapshot.customerId,
+    items: snapshot.state.items,
+    lastSeq: snapshot.lastSeq,
+  };
 }

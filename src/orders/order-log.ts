@@ -12,7 +12,11 @@ export interface DecodedEntry<E> {
 /** Turns a raw stream message into a typed entry, or throws a ValidationError saying why not. */
 export type EntryDecoder<E> = (subject: string, data: Uint8Array) => DecodedEntry<E>;
 
-export function orderEntryDecoder(names: ResourceNames, partitions: number, limits: EventLimits): EntryDecoder<OrderEvent> {
+export function orderEntryDecoder(
+  names: ResourceNames,
+  partitions: number,
+  limits: EventLimits,
+): EntryDecoder<OrderEvent> {
   return (subject, data) => {
     const parsed = parseOrdersSubject(names, partitions, subject);
     if (parsed.kind !== 'event') {

@@ -1,7 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { jetstream, JetStreamApiError, type JetStreamClient } from '@nats-io/jetstream';
-import { ClosedConnectionError, DrainingConnectionError, type NatsConnection } from '@nats-io/transport-node';
+import {
+  ClosedConnectionError,
+  DrainingConnectionError,
+  type NatsConnection,
+} from '@nats-io/transport-node';
 import pLimit, { type LimitFunction } from 'p-limit';
 import { assertCustomerId } from '../contract/customer-id.js';
 import { encodeEvent, type EventLimits, type OrderEvent } from '../contract/event.js';
@@ -85,10 +89,14 @@ export class OrderPublisher {
    * customer id or payload, and with PUBLISH_FAILED when every attempt failed.
    */
   async publish(customerId: string, input: OrderEventInput): Promise<PublishResult> {
-    if (this.#closed) throw new OrderFleetError(ErrorCode.PublisherClosed, 'the publisher is closed');
+    if (this.#closed)
+      throw new OrderFleetError(ErrorCode.PublisherClosed, 'the publisher is closed');
     // Validate before queueing: bad input fails fast and never reaches the stream.
     assertCustomerId(customerId);
-    const { event, data } = encodeEvent({ ...input, id: input.id ?? randomUUID() }, this.#options.limits);
+    const { event, data } = encodeEvent(
+      { ...input, id: input.id ?? randomUUID() },
+      this.#options.limits,
+    );
     const subject = eventSubject(this.#options.names, this.#options.partitions, customerId);
     const task = this.#limit(() => this.#publishWithRetry(customerId, subject, event.id, data));
     this.#inFlight.add(task);
@@ -110,7 +118,12 @@ export class OrderPublisher {
     await this.flush();
   }
 
-  async #publishWithRetry(customerId: string, subject: string, id: string, data: Uint8Array): Promise<PublishResult> {
+  async #publishWithRetry(
+    customerId: string,
+    subject: string,
+    id: string,
+    data: Uint8Array,
+  ): Promise<PublishResult> {
     const { maxAttempts, timeoutMs, names } = this.#options;
     let lastError: unknown;
     for (let attempt = 1; attempt <= maxAttempts; attempt++) {
@@ -120,21 +133,35 @@ export class OrderPublisher {
           timeout: timeoutMs,
           expect: { streamName: names.ordersStream },
         });
-        return { customerId, subject, id, seq: ack.seq, duplicate: ack.duplicate, attempts: attempt };
+        return {
+          customerId,
+          subject,
+          id,
+          seq: ack.seq,
+          duplicate: ack.duplicate,
+          attempts: attempt,
+        };
       } catch (err) {
         lastError = err;
         if (!isRetryable(err) || attempt === maxAttempts) break;
         // Same id on every attempt: if an earlier attempt was stored and only its ack was
         // lost, JetStream answers this one as a duplicate instead of storing it twice.
         const delay = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** (attempt - 1));
-        this.#options.log?.warn({ subject, id, attempt, delayMs: delay, err: describeError(err) }, 'publish retry');
+        this.#options.log?.warn(
+          { subject, id, attempt, delayMs: delay, err: describeError(err) },
+          'publish retry',
+        );
         await sleep(delay * (0.5 + Math.random() / 2));
       }
     }
-    throw new OrderFleetError(ErrorCode.PublishFailed, `publishing event ${id} to ${subject} failed: ${describeError(lastError)}`, {
-      cause: lastError,
-      details: { subject, id },
-    });
+    throw new OrderFleetError(
+      ErrorCode.PublishFailed,
+      `publishing event ${id} to ${subject} failed: ${describeError(lastError)}`,
+      {
+        cause: lastError,
+        details: { subject, id },
+      },
+    );
   }
 }
 

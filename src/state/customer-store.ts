@@ -45,7 +45,8 @@ export class CustomerStore<S, E> {
     const entry = await this.kv.get(customerKey(partition, customerId));
     if (entry === null) return { snapshot: this.empty(customerId), revision: 0 };
     // A deleted or purged key still has a revision: the next write must be conditional on it.
-    if (entry.operation !== 'PUT') return { snapshot: this.empty(customerId), revision: entry.revision };
+    if (entry.operation !== 'PUT')
+      return { snapshot: this.empty(customerId), revision: entry.revision };
     return { snapshot: this.decode(customerId, entry.json()), revision: entry.revision };
   }
 
@@ -63,13 +64,19 @@ export class CustomerStore<S, E> {
       }),
     );
     try {
-      return revision === 0 ? await this.kv.create(key, data) : await this.kv.update(key, data, revision);
+      return revision === 0
+        ? await this.kv.create(key, data)
+        : await this.kv.update(key, data, revision);
     } catch (err) {
       if (isWrongLastSequence(err)) {
-        throw new OrderFleetError(ErrorCode.WriteConflict, `customer ${snapshot.customerId} was written by someone else`, {
-          cause: err,
-          details: { key, revision },
-        });
+        throw new OrderFleetError(
+          ErrorCode.WriteConflict,
+          `customer ${snapshot.customerId} was written by someone else`,
+          {
+            cause: err,
+            details: { key, revision },
+          },
+        );
       }
       throw err;
     }
@@ -81,10 +88,18 @@ export class CustomerStore<S, E> {
 
   private decode(customerId: string, json: unknown): CustomerSnapshot<S> {
     const parsed = Envelope.safeParse(json);
-    if (!parsed.success || parsed.data.aggregator !== this.aggregator.name || parsed.data.customerId !== customerId) {
-      throw new OrderFleetError(ErrorCode.StateCorrupt, `stored state of customer ${customerId} is not a valid snapshot`, {
-        ...(parsed.success ? {} : { cause: parsed.error }),
-      });
+    if (
+      !parsed.success ||
+      parsed.data.aggregator !== this.aggregator.name ||
+      parsed.data.customerId !== customerId
+    ) {
+      throw new OrderFleetError(
+        ErrorCode.StateCorrupt,
+        `stored state of customer ${customerId} is not a valid snapshot`,
+        {
+          ...(parsed.success ? {} : { cause: parsed.error }),
+        },
+      );
     }
     const { lastSeq, version, state } = parsed.data;
     return { customerId, lastSeq, state: this.aggregator.deserialize(version, state) };

@@ -8,7 +8,9 @@
 const PLAIN = /^[A-Za-z0-9_-]+$/u;
 
 export function customerKey(partition: number, customerId: string): string {
-  const token = PLAIN.test(customerId) ? customerId : `=${Buffer.from(customerId, 'utf8').toString('base64url')}`;
+  const token = PLAIN.test(customerId)
+    ? customerId
+    : `=${Buffer.from(customerId, 'utf8').toString('base64url')}`;
   return `c.${partition}.${token}`;
 }
 

@@ -24,7 +24,13 @@ export interface StoredWatermark {
   readonly revision: number;
 }
 
-const INITIAL: Watermark = { seq: 0, epoch: 0, owner: '', clean: true, at: new Date(0).toISOString() };
+const INITIAL: Watermark = {
+  seq: 0,
+  epoch: 0,
+  owner: '',
+  clean: true,
+  at: new Date(0).toISOString(),
+};
 
 export class WatermarkStore {
   constructor(private readonly kv: KV) {}
@@ -41,13 +47,19 @@ export class WatermarkStore {
     const key = watermarkKey(partition);
     const data = JSON.stringify(watermark);
     try {
-      return revision === 0 ? await this.kv.create(key, data) : await this.kv.update(key, data, revision);
+      return revision === 0
+        ? await this.kv.create(key, data)
+        : await this.kv.update(key, data, revision);
     } catch (err) {
       if (isWrongLastSequence(err)) {
-        throw new OrderFleetError(ErrorCode.WriteConflict, `watermark of partition ${partition} was written by another runner`, {
-          cause: err,
-          details: { partition, revision },
-        });
+        throw new OrderFleetError(
+          ErrorCode.WriteConflict,
+          `watermark of partition ${partition} was written by another runner`,
+          {
+            cause: err,
+            details: { partition, revision },
+          },
+        );
       }
       throw err;
     }

@@ -6,22 +6,35 @@ export function registerSetup(program: Command, env: NodeJS.ProcessEnv): void {
   program
     .command('setup')
     .description('create or update, idempotently, the streams and KV buckets the fleet needs')
-    .option('--partitions <n>', 'partition count of a new deployment (env PARTITIONS, default 32); cannot change later')
-    .option('--replicas <n>', 'replicas for streams and buckets (env ORDERS_REPLICAS, default 1; 3 on a 3-node cluster)')
+    .option(
+      '--partitions <n>',
+      'partition count of a new deployment (env PARTITIONS, default 32); cannot change later',
+    )
+    .option(
+      '--replicas <n>',
+      'replicas for streams and buckets (env ORDERS_REPLICAS, default 1; 3 on a 3-node cluster)',
+    )
     .option('--json', 'print the report as JSON')
-    .action(async (opts: { partitions?: string; replicas?: string; json?: boolean }, cmd: Command) => {
-      const ctx = commandContext(env, cmd.optsWithGlobals<GlobalFlags>(), { PARTITIONS: opts.partitions, ORDERS_REPLICAS: opts.replicas }, 'stderr');
-      const report = await withConnection(ctx, 'order-fleet-setup', (nc) =>
-        setupDeployment(nc, ctx.names, ctx.config.setup, ctx.log),
-      );
-      if (opts.json === true) {
-        process.stdout.write(`${JSON.stringify(report)}\n`);
-        return;
-      }
-      for (const r of report.resources) {
-        const changed = r.changed.length > 0 ? ` (${r.changed.join(', ')})` : '';
-        process.stdout.write(`${r.kind.padEnd(6)} ${r.name.padEnd(24)} ${r.action}${changed}\n`);
-      }
-      process.stdout.write(`partitions ${report.deployment.partitions}\n`);
-    });
+    .action(
+      async (opts: { partitions?: string; replicas?: string; json?: boolean }, cmd: Command) => {
+        const ctx = commandContext(
+          env,
+          cmd.optsWithGlobals<GlobalFlags>(),
+          { PARTITIONS: opts.partitions, ORDERS_REPLICAS: opts.replicas },
+          'stderr',
+        );
+        const report = await withConnection(ctx, 'order-fleet-setup', (nc) =>
+          setupDeployment(nc, ctx.names, ctx.config.setup, ctx.log),
+        );
+        if (opts.json === true) {
+          process.stdout.write(`${JSON.stringify(report)}\n`);
+          return;
+        }
+        for (const r of report.resources) {
+          const changed = r.changed.length > 0 ? ` (${r.changed.join(', ')})` : '';
+          process.stdout.write(`${r.kind.padEnd(6)} ${r.name.padEnd(24)} ${r.action}${changed}\n`);
+        }
+        process.stdout.write(`partitions ${report.deployment.partitions}\n`);
+      },
+    );
 }

@@ -7,11 +7,24 @@ import { commandContext, type GlobalFlags } from '../context.js';
 export function registerWorker(program: Command, env: NodeJS.ProcessEnv): void {
   program
     .command('worker')
-    .description('run a worker: consume partitions, keep per-customer aggregators, checkpoint to KV')
-    .option('--worker-id <id>', 'unique id of this worker (env WORKER_ID; default hostname + random suffix)')
-    .option('--grace <ms>', 'graceful shutdown deadline in ms (env SHUTDOWN_GRACE_MS, default 25000)')
+    .description(
+      'run a worker: consume partitions, keep per-customer aggregators, checkpoint to KV',
+    )
+    .option(
+      '--worker-id <id>',
+      'unique id of this worker (env WORKER_ID; default hostname + random suffix)',
+    )
+    .option(
+      '--grace <ms>',
+      'graceful shutdown deadline in ms (env SHUTDOWN_GRACE_MS, default 25000)',
+    )
     .action(async (opts: { workerId?: string; grace?: string }, cmd: Command) => {
-      const ctx = commandContext(env, cmd.optsWithGlobals<GlobalFlags>(), { WORKER_ID: opts.workerId, SHUTDOWN_GRACE_MS: opts.grace }, 'stdout');
+      const ctx = commandContext(
+        env,
+        cmd.optsWithGlobals<GlobalFlags>(),
+        { WORKER_ID: opts.workerId, SHUTDOWN_GRACE_MS: opts.grace },
+        'stdout',
+      );
       const running = await startOrderWorker(ctx.config, ctx.log);
       // First SIGTERM/SIGINT: graceful close (final checkpoint, drain) then exit 0. A second
       // signal, or the grace deadline, exits 1 at once: replay from the watermark covers the rest.
@@ -20,10 +33,12 @@ export function registerWorker(program: Command, env: NodeJS.ProcessEnv): void {
           delay: ctx.config.worker.shutdownGraceMs,
           logger: false,
           onSecondSignal: (signal) => ctx.log.error({ signal }, 'second signal, forcing exit'),
-          onTimeout: (delay) => ctx.log.error({ delayMs: delay }, 'shutdown deadline passed, forcing exit'),
+          onTimeout: (delay) =>
+            ctx.log.error({ delayMs: delay }, 'shutdown deadline passed, forcing exit'),
         },
         async ({ signal, err }) => {
-          if (err !== undefined) ctx.log.error({ err: describeError(err) }, 'fatal error, shutting down');
+          if (err !== undefined)
+            ctx.log.error({ err: describeError(err) }, 'fatal error, shutting down');
           ctx.log.info({ signal }, 'shutdown requested');
           await running.close();
         },
