@@ -10,8 +10,13 @@ import { NamespaceSchema } from '../contract/names.js';
  * names). The result is parsed once into a deeply readonly {@link Config}; modules receive the
  * part they need and never read `process.env` themselves.
  */
+// Whole decimal numbers only: `z.coerce.number()` would read " " as 0 and accept "1e3" or "0x10".
 const int = (min: number, max = Number.MAX_SAFE_INTEGER) =>
-  z.coerce.number().int().min(min).max(max);
+  z
+    .string()
+    .regex(/^\d+$/u, 'must be a whole decimal number')
+    .transform(Number)
+    .pipe(z.number().int().min(min).max(max));
 const bool = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'])
   .transform((v) => v === 'true' || v === '1' || v === 'yes');

@@ -18,6 +18,13 @@ interface Rule {
 const RULES: readonly Rule[] = [
   { name: 'non-empty', broken: (id) => id.length === 0, explain: 'must not be empty' },
   {
+    // A lone UTF-16 surrogate has no UTF-8 form: it would be replaced on the wire and two ids
+    // could become one.
+    name: 'well-formed-unicode',
+    broken: (id) => /\p{Cs}/u.test(id),
+    explain: 'must be well-formed Unicode (no lone surrogates)',
+  },
+  {
     name: 'max-bytes',
     broken: (id) => encoder.encode(id).byteLength > MAX_CUSTOMER_ID_BYTES,
     explain: `must be at most ${MAX_CUSTOMER_ID_BYTES} bytes in UTF-8`,

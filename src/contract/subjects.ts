@@ -65,6 +65,9 @@ export function parseOrdersSubject(
       { details: { subject } },
     );
   }
+  if (entry !== undefined && !/^[a-z][a-z0-9-]*$/u.test(entry)) {
+    throw invalidSubject(subject, 'entry', 'the fourth token must name an internal entry kind');
+  }
   const partition = Number(partitionToken);
   const expected = partitionOf(customerId, partitions);
   if (partition !== expected) {
