@@ -3,6 +3,7 @@ import { describeError, ErrorCode, isOrderFleetError, isValidationError } from '
 import { registerContents } from './commands/contents.js';
 import { registerPublish } from './commands/publish.js';
 import { registerSetup } from './commands/setup.js';
+import { registerStatus } from './commands/status.js';
 import { registerWorker } from './commands/worker.js';
 
 /** Exit codes: 0 ok, 1 failure, 2 bad configuration or bad input (nothing was done). */
@@ -27,6 +28,7 @@ export function buildProgram(env: NodeJS.ProcessEnv): Command {
   registerPublish(program, env);
   registerWorker(program, env);
   registerContents(program, env);
+  registerStatus(program, env);
   return program;
 }
 
