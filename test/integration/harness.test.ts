@@ -9,7 +9,6 @@ import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
-  AckPolicy,
   jetstream,
   jetstreamManager,
   StorageType,
@@ -384,21 +383,17 @@ describe('startNatsCluster', () => {
     expect(afterFailover.state.messages).toBe(100);
     expect(afterFailover.cluster?.leader).not.toBe(victim.name);
 
-    // Read everything back through a consumer on the surviving nodes.
-    // Retried: if the victim was also the meta leader, consumer creation waits
-    // for a new meta leader (adding the same config again is idempotent).
-    await eventually('consumer add after failover', () =>
-      jsm.consumers.add(stream, { durable_name: 'reader', ack_policy: AckPolicy.Explicit }),
-    );
-    const consumer = await js.consumers.get(stream, 'reader');
-    const seen: string[] = [];
-    while (seen.length < 100) {
-      const batch = await consumer.fetch({ max_messages: 100, expires: 2_000 });
-      for await (const m of batch) {
-        seen.push(m.string());
-        m.ack();
-      }
-    }
+    // Read everything back through an ordered consumer on the surviving nodes.
+    // Retried as a whole: right after a failover the meta/stream leaders may
+    // still be settling (consumer create timeouts, missed idle heartbeats).
+    const seen = await eventually('read all messages after failover', async () => {
+      const consumer = await js.consumers.get(stream);
+      const batch = await consumer.fetch({ max_messages: 100, expires: 5_000 });
+      const got: string[] = [];
+      for await (const m of batch) got.push(m.string());
+      if (got.length < 100) throw new Error(`only ${got.length} of 100 messages read`);
+      return got;
+    });
     expect(seen).toEqual(Array.from({ length: 100 }, (_, i) => `msg-${i + 1}`));
 
     await victim.restart();

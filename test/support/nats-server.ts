@@ -7,7 +7,7 @@
 
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { constants as fsConstants, rmSync } from 'node:fs';
+import { constants as fsConstants, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { access, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
 import { connect as netConnect } from 'node:net';
@@ -317,12 +317,14 @@ class NatsServerProcess implements NatsServerHandle {
     const proc = this.requireRunning('pause');
     proc.child.kill('SIGSTOP');
     proc.paused = true;
+    waitForStopState(proc.pid, true);
   }
 
   resume(): void {
     const proc = this.requireRunning('resume');
     proc.child.kill('SIGCONT');
     proc.paused = false;
+    waitForStopState(proc.pid, false);
   }
 
   async restart(opts: RestartOptions = {}): Promise<void> {
@@ -385,16 +387,14 @@ class NatsServerProcess implements NatsServerHandle {
   }
 
   private async launch(port: number, readiness: NatsServerReadiness): Promise<void> {
-    await writeFile(
-      this.configPath,
-      renderConfig({
-        name: this.name,
-        port,
-        storeDir: this.storeDir,
-        portsDir: this.portsDir,
-        extra: this.settings.configText,
-      }),
-    );
+    const configText = renderConfig({
+      name: this.name,
+      port,
+      storeDir: this.storeDir,
+      portsDir: this.portsDir,
+      extra: this.settings.configText,
+    });
+    await writeFile(this.configPath, configText);
     const proc = this.spawnProcess();
     this.proc = proc;
     this.lastOutput = proc.output;
@@ -415,15 +415,23 @@ class NatsServerProcess implements NatsServerHandle {
         );
       }
     } catch (err) {
-      // Never leave a half-started process behind; report with its output.
-      if (!proc.exited) {
+      // Never leave a half-started process behind; report with its output and
+      // the config (numbered: parse errors cite line numbers, and the temp dir
+      // holding the file is removed when a first start fails).
+      const wasRunning = !proc.exited;
+      if (wasRunning) {
         proc.child.kill('SIGKILL');
         await proc.closed;
       }
       const reason = err instanceof Error ? err.message : String(err);
+      const numberedConfig = configText
+        .split('\n')
+        .map((line, i) => `${String(i + 1).padStart(3)}| ${line}`)
+        .join('\n');
       throw new NatsServerStartError(
-        `nats-server ${this.name} failed to start (${reason}; ${proc.exitDescription || 'still running'}; ` +
-          `config ${this.configPath})`,
+        `nats-server ${this.name} failed to start: ${reason} ` +
+          `(${wasRunning ? 'killed after the failed wait' : proc.exitDescription})\n` +
+          `--- ${this.configPath} ---\n${numberedConfig}`,
         proc.output.tail(),
         { cause: err },
       );
@@ -588,6 +596,55 @@ function isHealthy(monitorUrl: string): Promise<boolean> {
     req.once('timeout', () => req.destroy(new Error('healthz timeout')));
     req.end();
   });
+}
+
+/**
+ * kill() only queues a signal; on Linux, block (typically well under 1ms)
+ * until every thread of the process is (or is no longer) in the stopped state,
+ * so that pause()/resume() have taken effect when they return. Elsewhere this
+ * is a no-op. Synchronous because pause()/resume() are synchronous.
+ */
+function waitForStopState(pid: number, stopped: boolean, timeoutMs = 2_000): void {
+  if (process.platform !== 'linux') return;
+  const deadline = Date.now() + timeoutMs;
+  const pause = new Int32Array(new SharedArrayBuffer(4));
+  for (;;) {
+    const states = threadStates(pid);
+    // No threads: the process is gone; callers find out on their next action.
+    if (states.length === 0) return;
+    const stoppedCount = states.filter((st) => st === 'T' || st === 't').length;
+    if (stopped ? stoppedCount === states.length : stoppedCount === 0) return;
+    if (Date.now() > deadline) {
+      throw new Error(`pid ${pid} did not ${stopped ? 'stop' : 'continue'} within ${timeoutMs}ms`);
+    }
+    Atomics.wait(pause, 0, 0, 1); // synchronous 1ms sleep
+  }
+}
+
+/** Scheduler state letter of each thread, from /proc/<pid>/task/<tid>/stat. */
+function threadStates(pid: number): string[] {
+  let tids: string[];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch (err) {
+    // ENOENT: the process no longer exists.
+    if (isErrnoException(err) && err.code === 'ENOENT') return [];
+    throw err;
+  }
+  const states: string[] = [];
+  for (const tid of tids) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      // Format: "tid (comm) S ...": the state follows the last ')'.
+      const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+      if (state !== '') states.push(state);
+    } catch (err) {
+      // A thread can exit between readdir and read; skip it.
+      if (isErrnoException(err) && err.code === 'ENOENT') continue;
+      throw err;
+    }
+  }
+  return states;
 }
 
 /** Keeps the last N lines of combined stdout/stderr. */
