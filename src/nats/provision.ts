@@ -70,6 +70,8 @@ export async function setupDeployment(
   log: Logger,
 ): Promise<SetupReport> {
   const jsm = await jetstreamManager(nc);
+  // Refuse a partition change before touching anything: a refused setup must change nothing.
+  await checkPartitionChange(jsm, nc, names, options.partitions);
   const resources: SetupReport['resources'][number][] = [];
   const replicas = options.replicas;
 
@@ -183,6 +185,35 @@ async function ensureBucket(
   return { kind: 'kv', name: bucket, action: 'created', changed: [] };
 }
 
+function refuseChange(existing: Deployment, requested: number | undefined): void {
+  if (requested === undefined || requested === existing.partitions) return;
+  throw new OrderFleetError(
+    ErrorCode.ImmutableSetting,
+    `refusing to change the partition count from ${existing.partitions} to ${requested}: ` +
+      'every stored event subject, customer state key and watermark is addressed by it, so ' +
+      'changing it would split customers across partitions. Keep PARTITIONS unset (or equal to ' +
+      `${existing.partitions}), or provision a new deployment under another ORDER_FLEET_NAMESPACE and replay into it.`,
+    { details: { stored: existing.partitions, requested } },
+  );
+}
+
+async function checkPartitionChange(
+  jsm: JetStreamManager,
+  nc: NatsConnection,
+  names: ResourceNames,
+  requested: number | undefined,
+): Promise<void> {
+  if (requested === undefined) return;
+  try {
+    await jsm.streams.info(`KV_${names.metaBucket}`);
+  } catch (err) {
+    if (isStreamNotFound(err)) return; // a new deployment: nothing to compare with
+    throw err;
+  }
+  const existing = await readDeployment(await new Kvm(nc).open(names.metaBucket));
+  if (existing !== undefined) refuseChange(existing, requested);
+}
+
 async function ensureDeployment(
   nc: NatsConnection,
   names: ResourceNames,
@@ -192,16 +223,7 @@ async function ensureDeployment(
   for (;;) {
     const existing = await readDeployment(meta);
     if (existing !== undefined) {
-      if (requested !== undefined && requested !== existing.partitions) {
-        throw new OrderFleetError(
-          ErrorCode.ImmutableSetting,
-          `refusing to change the partition count from ${existing.partitions} to ${requested}: ` +
-            'every stored event subject, customer state key and watermark is addressed by it, so ' +
-            'changing it would split customers across partitions. Keep PARTITIONS unset (or equal to ' +
-            `${existing.partitions}), or provision a new deployment under another ORDER_FLEET_NAMESPACE and replay into it.`,
-          { details: { stored: existing.partitions, requested } },
-        );
-      }
+      refuseChange(existing, requested);
       return existing;
     }
     const created: Deployment = {

@@ -6,7 +6,7 @@ import {
   DrainingConnectionError,
   type NatsConnection,
 } from '@nats-io/transport-node';
-import pLimit, { type LimitFunction } from 'p-limit';
+import { LRUCache } from 'lru-cache';
 import { assertCustomerId } from '../contract/customer-id.js';
 import { encodeEvent, type EventLimits, type OrderEvent } from '../contract/event.js';
 import type { ResourceNames } from '../contract/names.js';
@@ -61,14 +61,18 @@ const BACKOFF_MAX_MS = 2000;
 export class OrderPublisher {
   readonly #js: JetStreamClient;
   readonly #options: OrderPublisherOptions;
-  readonly #limit: LimitFunction;
-  readonly #inFlight = new Set<Promise<unknown>>();
+  // In-flight bound: a counter and a FIFO of waiters. This is the hot path of every publish, and a
+  // general-purpose limiter (p-limit) cost more per call than the JetStream publish itself here.
+  #active = 0;
+  readonly #waiting: (() => void)[] = [];
+  #idle: { promise: Promise<void>; resolve: () => void } | undefined;
+  /** Validated customer id → subject: ids repeat, and validation + hashing is per-id work. */
+  readonly #subjects = new LRUCache<string, string>({ max: 100_000 });
   #closed = false;
 
   constructor(nc: NatsConnection, options: OrderPublisherOptions) {
     this.#js = jetstream(nc);
     this.#options = options;
-    this.#limit = pLimit(options.maxInFlight);
   }
 
   /** Builds a publisher for a provisioned deployment, reading the partition count from it. */
@@ -92,24 +96,46 @@ export class OrderPublisher {
     if (this.#closed)
       throw new OrderFleetError(ErrorCode.PublisherClosed, 'the publisher is closed');
     // Validate before queueing: bad input fails fast and never reaches the stream.
-    assertCustomerId(customerId);
+    const subject = this.#subjectOf(customerId);
     const { event, data } = encodeEvent(
       { ...input, id: input.id ?? randomUUID() },
       this.#options.limits,
     );
-    const subject = eventSubject(this.#options.names, this.#options.partitions, customerId);
-    const task = this.#limit(() => this.#publishWithRetry(customerId, subject, event.id, data));
-    this.#inFlight.add(task);
-    try {
-      return await task;
-    } finally {
-      this.#inFlight.delete(task);
+    if (this.#active >= this.#options.maxInFlight) {
+      await new Promise<void>((resolve) => this.#waiting.push(resolve));
     }
+    this.#active++;
+    try {
+      return await this.#publishWithRetry(customerId, subject, event.id, data);
+    } finally {
+      this.#active--;
+      const next = this.#waiting.shift();
+      if (next !== undefined) next();
+      else if (this.#active === 0) this.#idle?.resolve();
+    }
+  }
+
+  #subjectOf(customerId: string): string {
+    let subject = this.#subjects.get(customerId);
+    if (subject === undefined) {
+      assertCustomerId(customerId);
+      subject = eventSubject(this.#options.names, this.#options.partitions, customerId);
+      this.#subjects.set(customerId, subject);
+    }
+    return subject;
   }
 
   /** Waits for every publish under way. Safe to call more than once. */
   async flush(): Promise<void> {
-    await Promise.allSettled([...this.#inFlight]);
+    while (this.#active > 0 || this.#waiting.length > 0) {
+      if (this.#idle === undefined) {
+        let resolve: () => void = () => undefined;
+        const promise = new Promise<void>((r) => (resolve = r));
+        this.#idle = { promise, resolve };
+      }
+      await this.#idle.promise;
+      this.#idle = undefined;
+    }
   }
 
   /** Refuses new publishes and waits for those under way. Idempotent; the connection is the caller's. */
