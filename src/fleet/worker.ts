@@ -16,26 +16,37 @@ import type { EntryDecoder } from '../orders/order-log.js';
 import { CustomerStore, type CustomerSnapshot } from '../state/customer-store.js';
 import { WatermarkStore } from '../state/watermark-store.js';
 import { DeadLetterSink } from './dead-letter.js';
-import { PartitionRunner, type CatchUpReport, type PartitionReport } from './partition-runner.js';
+import {
+  PartitionRunner,
+  type CatchUpReport,
+  type OutputSink,
+  type PartitionReport,
+  type TimerHost,
+} from './partition-runner.js';
 import type { ContentsAnswer } from './queries.js';
 import type { Lease, LeaseManager } from './leases.js';
 
-/** What a worker runs: the aggregator, how to decode a log entry, how to answer a question. */
-export interface Domain<S, E> {
-  readonly aggregator: Aggregator<S, E>;
+/**
+ * What a worker runs: the aggregator, how to decode a log entry, how to answer a question, and
+ * optionally where outputs go and how durable timers are kept.
+ */
+export interface Domain<S, E, O = never> {
+  readonly aggregator: Aggregator<S, E, O>;
   readonly decoder: EntryDecoder<E>;
   readonly render: (snapshot: CustomerSnapshot<S>) => ContentsAnswer;
+  readonly outputs?: OutputSink<O>;
+  readonly timers?: TimerHost<E>;
 }
 
 export type WorkerState =
   'created' | 'starting' | 'recovering' | 'running' | 'draining' | 'stopped';
 
-export interface WorkerDeps<S, E> {
+export interface WorkerDeps<S, E, O = never> {
   readonly nc: NatsConnection;
   readonly names: ResourceNames;
   readonly partitions: number;
   readonly worker: Config['worker'];
-  readonly domain: Domain<S, E>;
+  readonly domain: Domain<S, E, O>;
   /** When set, a partition runs only while this worker holds its lease (the fleet). */
   readonly leases?: LeaseManager;
   readonly log: Logger;
@@ -53,20 +64,20 @@ const RESTART_BACKOFF_MS = 250;
  * failure (a fenced write, a delivery gap, a NATS outage). `setPartitions` is the seam the fleet
  * uses as ownership moves; on its own, a worker runs every partition.
  */
-export class Worker<S, E> {
+export class Worker<S, E, O = never> {
   #state: WorkerState = 'created';
-  readonly #deps: WorkerDeps<S, E>;
+  readonly #deps: WorkerDeps<S, E, O>;
   readonly #log: Logger;
   readonly #js: JetStreamClient;
   #jsm: JetStreamManager | undefined;
-  #customers: CustomerStore<S, E> | undefined;
+  #customers: CustomerStore<S> | undefined;
   #watermarks: WatermarkStore | undefined;
   #deadLetters: DeadLetterSink | undefined;
   readonly #supervisors = new Map<number, Supervisor>();
   readonly #pendingCatchUp = new Set<number>();
   #closing: Promise<WorkerReport> | undefined;
 
-  constructor(deps: WorkerDeps<S, E>) {
+  constructor(deps: WorkerDeps<S, E, O>) {
     this.#deps = deps;
     this.#log = deps.log.child({ component: 'worker', workerId: deps.worker.id });
     this.#js = jetstream(deps.nc);
@@ -154,7 +165,7 @@ export class Worker<S, E> {
     return { partitions: reports, durationMs: Date.now() - began };
   }
 
-  #createRunner(partition: number, lease: Lease | undefined): PartitionRunner<S, E> {
+  #createRunner(partition: number, lease: Lease | undefined): PartitionRunner<S, E, O> {
     const { nc, names, domain, worker } = this.#deps;
     if (
       this.#jsm === undefined ||
@@ -164,7 +175,7 @@ export class Worker<S, E> {
     ) {
       throw new Error('worker not started');
     }
-    return new PartitionRunner<S, E>({
+    return new PartitionRunner<S, E, O>({
       nc,
       js: this.#js,
       jsm: this.#jsm,
@@ -172,6 +183,8 @@ export class Worker<S, E> {
       partition,
       aggregator: domain.aggregator,
       decode: domain.decoder,
+      ...(domain.outputs === undefined ? {} : { outputs: domain.outputs }),
+      ...(domain.timers === undefined ? {} : { timers: domain.timers }),
       customers: this.#customers,
       watermarks: this.#watermarks,
       deadLetters: this.#deadLetters,

@@ -57,6 +57,8 @@ export async function provision(url: string, opts: ProvisionOptions = {}): Promi
       maxAgeMs: 0,
       duplicateWindowMs: 120_000,
       leaseTtlMs: opts.leaseTtlMs ?? 3000,
+      notificationsDuplicateWindowMs: 3_600_000,
+      notificationsMaxAgeMs: 0,
     },
     silentLogger,
   );
