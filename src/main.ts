@@ -115,15 +115,13 @@ async function assemble(
     log,
   });
 
-  let fleet: FleetMember | undefined;
   const membership = new Membership(membersKv, {
     workerId,
     heartbeatMs: config.worker.heartbeatMs,
     ttlMs: memberTtlMs,
     log: log.child({ component: 'membership', workerId }),
-    onChange: (members) => fleet?.onMembersChanged(members),
   });
-  fleet = new FleetMember({
+  const fleet = new FleetMember({
     workerId,
     partitions: deployment.partitions,
     worker,
@@ -136,9 +134,8 @@ async function assemble(
   await membership.join();
 
   let closing: Promise<WorkerReport> | undefined;
-  const member = fleet;
   const close = async (): Promise<WorkerReport> => {
-    const report = await member.close();
+    const report = await fleet.close();
     try {
       await nc.drain();
     } catch (err) {

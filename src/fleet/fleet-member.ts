@@ -37,7 +37,9 @@ export class FleetMember {
       readonly leases: LeaseManager;
       readonly log: Logger;
     },
-  ) {}
+  ) {
+    deps.membership.onChange((members) => this.onMembersChanged(members));
+  }
 
   /** Called by {@link Membership} with the live member list. */
   onMembersChanged(members: readonly string[]): void {

@@ -387,7 +387,7 @@ export class PartitionRunner<S, E, O = never> {
       restart: this.#restart,
       ...(failure === undefined ? {} : { error: failure }),
     };
-    const { partition: _partition, error: _error, ...fields } = report;
+    const { partition: _partition, error: _error, ...fields } = report; // both already in the log context / state
     this.#log.info(fields, 'partition stopped');
     return report;
   }
