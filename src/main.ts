@@ -2,6 +2,7 @@ import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Config } from './config/config.js';
+import { startAdminServer } from './admin/http-server.js';
 import { resourceNames } from './contract/names.js';
 import { describeError } from './errors.js';
 import { FleetMember } from './fleet/fleet-member.js';
@@ -132,10 +133,24 @@ async function assemble(
   await worker.start([]);
   await leases.start();
   await membership.join();
+  const admin =
+    config.worker.admin.port === undefined
+      ? undefined
+      : await startAdminServer({
+          port: config.worker.admin.port,
+          host: config.worker.admin.host,
+          target: worker,
+          nc,
+          log: log.child({ component: 'admin', workerId }),
+        });
 
   let closing: Promise<WorkerReport> | undefined;
   const close = async (): Promise<WorkerReport> => {
     const report = await fleet.close();
+    // Kept up during the drain so probes see "not ready" rather than a refused connection.
+    await new Promise<void>((resolve) =>
+      admin === undefined ? resolve() : admin.close(() => resolve()),
+    );
     try {
       await nc.drain();
     } catch (err) {

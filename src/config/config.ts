@@ -85,6 +85,9 @@ export const EnvSchema = z.object({
   SHUTDOWN_GRACE_MS: int(100).default(25_000),
   QUERY_TIMEOUT_MS: int(10).default(1000),
   HEARTBEAT_MS: int(50, 60_000).default(1000),
+  // Admin HTTP server (/healthz, /readyz, /metrics); unset = off.
+  ADMIN_PORT: int(0, 65535).optional(),
+  ADMIN_HOST: z.string().min(1).default('0.0.0.0'),
   // Summary windows: close after this much quiet, or this long after opening.
   SUMMARY_QUIET_MS: int(50).default(30_000),
   SUMMARY_MAX_MS: int(50).default(5 * 60_000),
@@ -141,6 +144,8 @@ export interface Config {
     readonly heartbeatMs: number;
     readonly summary: { readonly quietMs: number; readonly maxMs: number };
     readonly timerTickMs: number;
+    /** Admin HTTP server; undefined port = disabled. */
+    readonly admin: { readonly port: number | undefined; readonly host: string };
   };
   readonly notifier: {
     readonly sink: 'stdout' | 'file' | 'webhook';
@@ -233,6 +238,7 @@ export function loadConfig(env: EnvInput, overrides: EnvInput = {}): Config {
       heartbeatMs: e.HEARTBEAT_MS,
       summary: { quietMs: e.SUMMARY_QUIET_MS, maxMs: e.SUMMARY_MAX_MS },
       timerTickMs: e.TIMER_TICK_MS,
+      admin: { port: e.ADMIN_PORT, host: e.ADMIN_HOST },
     },
     notifier: {
       sink: e.NOTIFIER_SINK,

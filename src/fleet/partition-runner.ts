@@ -82,6 +82,20 @@ export interface PartitionRunnerDeps<S, E, O = never> {
   readonly onCaughtUp?: (report: CatchUpReport) => void;
 }
 
+export interface RunnerStats {
+  readonly applied: number;
+  readonly skipped: number;
+  readonly deadLettered: number;
+  readonly checkpoints: number;
+  readonly replayed: number;
+  readonly outputs: number;
+  readonly timersFired: number;
+  /** Customers in memory now. */
+  readonly resident: number;
+  /** Customers of the partition with an open timer (resident or not). */
+  readonly openTimers: number;
+}
+
 export type PartitionState =
   'idle' | 'starting' | 'recovering' | 'running' | 'stopping' | 'stopped' | 'failed';
 
@@ -204,6 +218,11 @@ export class PartitionRunner<S, E, O = never> {
 
   get residentCustomers(): number {
     return this.#resident.size;
+  }
+
+  /** Counters since this runner started, for metrics and reports. */
+  get stats(): RunnerStats {
+    return { ...this.#stats, resident: this.#resident.size, openTimers: this.#timers.size };
   }
 
   /** Settles when the runner has stopped or failed. */

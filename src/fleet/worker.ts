@@ -21,6 +21,7 @@ import {
   type CatchUpReport,
   type OutputSink,
   type PartitionReport,
+  type RunnerStats,
   type TimerHost,
 } from './partition-runner.js';
 import type { ContentsAnswer } from './queries.js';
@@ -58,6 +59,16 @@ export interface WorkerReport {
 }
 
 const RESTART_BACKOFF_MS = 250;
+const COUNTERS = [
+  'applied',
+  'skipped',
+  'deadLettered',
+  'checkpoints',
+  'replayed',
+  'outputs',
+  'timersFired',
+] as const;
+type Counter = (typeof COUNTERS)[number];
 
 /**
  * Runs a set of partitions, each under a small supervisor that restarts its runner after a
@@ -75,6 +86,8 @@ export class Worker<S, E, O = never> {
   #deadLetters: DeadLetterSink | undefined;
   readonly #supervisors = new Map<number, Supervisor>();
   readonly #pendingCatchUp = new Set<number>();
+  /** Counters of runners that have ended, so totals never go backwards. */
+  readonly #retired = Object.fromEntries(COUNTERS.map((k) => [k, 0])) as Record<Counter, number>;
   #closing: Promise<WorkerReport> | undefined;
 
   constructor(deps: WorkerDeps<S, E, O>) {
@@ -129,11 +142,27 @@ export class Worker<S, E, O = never> {
         (lease) => this.#createRunner(p, lease),
         this.#deps.leases,
         this.#log,
+        (stats) => {
+          for (const key of COUNTERS) this.#retired[key] += stats[key];
+        },
       );
       this.#supervisors.set(p, supervisor);
       this.#pendingCatchUp.add(p);
       supervisor.start();
     }
+  }
+
+  /** Totals over the runners of this worker, past and present (gauges only for the present). */
+  stats(): RunnerStats & { readonly partitions: number } {
+    const totals = { ...this.#retired, resident: 0, openTimers: 0 };
+    for (const supervisor of this.#supervisors.values()) {
+      const s = supervisor.runner?.stats;
+      if (s === undefined) continue;
+      for (const key of COUNTERS) totals[key] += s[key];
+      totals.resident += s.resident;
+      totals.openTimers += s.openTimers;
+    }
+    return { ...totals, partitions: this.#supervisors.size };
   }
 
   get ownedPartitions(): number[] {
@@ -229,6 +258,7 @@ export class Worker<S, E, O = never> {
 /** The part of a runner its supervisor needs. */
 interface RunnerHandle {
   readonly state: PartitionRunner<unknown, unknown>['state'];
+  readonly stats: RunnerStats;
   readonly done: Promise<PartitionReport>;
   start(): Promise<void>;
   stop(): Promise<PartitionReport>;
@@ -249,7 +279,12 @@ class Supervisor {
     private readonly create: (lease: Lease | undefined) => RunnerHandle,
     private readonly leases: LeaseManager | undefined,
     private readonly log: Logger,
+    private readonly retire: (stats: RunnerStats) => void,
   ) {}
+
+  get runner(): RunnerHandle | undefined {
+    return this.#runner;
+  }
 
   start(): void {
     this.#loop = this.#run();
@@ -287,6 +322,8 @@ class Supervisor {
       // stop() may have been called while start() was running; honour it now.
       if (this.#stopping) await runner.stop();
       last = await runner.done;
+      this.#runner = undefined;
+      this.retire(runner.stats);
       await this.#release(lease);
       if (this.#stopping) break;
       if (last.state === 'failed') {
