@@ -179,6 +179,7 @@ export class PartitionRunner<S, E, O = never> {
   #lastCheckpointAt = Date.now();
 
   #backlog = 0;
+  #handledBacklog = 0;
   /** True while re-applying entries a crashed runner may already have applied. */
   #replaying = false;
   #caughtUp = false;
@@ -540,7 +541,9 @@ export class PartitionRunner<S, E, O = never> {
    */
   #fireDue(): void {
     const timers = this.#deps.timers;
-    if (timers === undefined || this.#intakeStopped || !this.#deps.settings.canWrite()) return;
+    // Not before catching up: during a replay the timers from the index may be stale, and the
+    // log itself will close the windows that were already closed.
+    if (timers === undefined || !this.#caughtUp || this.#intakeStopped || !this.#deps.settings.canWrite()) return;
     const now = Date.now();
     for (const due of this.#timerQueue.popDue(now)) {
       const timer = this.#timers.get(due.customerId);
@@ -566,7 +569,10 @@ export class PartitionRunner<S, E, O = never> {
   #noteCatchUp(msg: JsMsg): void {
     if (this.#caughtUp) return;
     if (this.#replaying) this.#stats.replayed++;
-    if (msg.info.pending === 0) this.#markCaughtUp();
+    this.#handledBacklog++;
+    // Caught up when nothing is pending, or when everything that was in the log at start has
+    // been handled (under steady load `pending` may never reach zero).
+    if (msg.info.pending === 0 || this.#handledBacklog >= this.#backlog) this.#markCaughtUp();
   }
 
   #markCaughtUp(): void {
