@@ -19,7 +19,8 @@ import {
   type OrderEntry,
   type OrderState,
 } from './orders/order-aggregator.js';
-import { decodeTimerEntry, orderEntryDecoder, timerSubject } from './orders/order-log.js';
+import { decodeTimerEntry, orderEntryDecoder } from './orders/order-log.js';
+import { timerAppender } from './orders/timer-log.js';
 import type { SummaryNotification } from './orders/summary.js';
 import { TimerIndex } from './state/timer-index.js';
 
@@ -63,6 +64,7 @@ async function assemble(
   const names = resourceNames(config.namespace);
   const workerId = config.worker.id;
   const js = jetstream(nc);
+  const jsm = await jetstreamManager(nc);
   const kvm = new Kvm(nc);
   // Buckets are bound without the direct-get API: direct gets may be served by a lagging
   // replica, and a stale read of a watermark or snapshot could make a new owner skip entries.
@@ -92,25 +94,15 @@ async function assemble(
       aggregator: createOrderAggregator(config.worker.summary),
       decoder: orderEntryDecoder(names, deployment.partitions, config.limits),
       render: renderOrder,
-      outputs: new SummarySink(
-        js,
-        await jetstreamManager(nc),
-        names,
-        log.child({ component: 'summaries', workerId }),
-      ),
+      outputs: new SummarySink(js, jsm, names, log.child({ component: 'summaries', workerId })),
       timers: {
-        index: new TimerIndex(stateKv, decodeTimerEntry),
+        index: new TimerIndex(
+          stateKv,
+          decodeTimerEntry,
+          log.child({ component: 'timer-index', workerId }),
+        ),
         tickMs: config.worker.timerTickMs,
-        append: async (partition, customerId, timer) => {
-          await js.publish(
-            timerSubject(names, partition, customerId),
-            JSON.stringify(timer.entry),
-            {
-              msgID: timer.id,
-              expect: { streamName: names.ordersStream },
-            },
-          );
-        },
+        append: timerAppender(js, jsm, names),
       },
     },
     log,

@@ -205,6 +205,8 @@ export class PartitionRunner<S, E, O = never> {
   #tick: NodeJS.Timeout | undefined;
   /** Outputs being published; a checkpoint waits for all of them before moving the watermark. */
   #pendingOutputs: Promise<void>[] = [];
+  /** Last output under way per customer, to keep each customer's outputs in order. */
+  readonly #emitChains = new Map<string, Promise<void>>();
 
   constructor(deps: PartitionRunnerDeps<S, E, O>) {
     this.#deps = deps;
@@ -501,16 +503,20 @@ export class PartitionRunner<S, E, O = never> {
         payload: entry.payload,
       };
       for (const output of aggregator.outputs?.(entry.customerId, before, state, applied) ?? [])
-        this.#emit(output);
+        this.#emit(entry.customerId, output);
       this.#syncTimer(entry.customerId, state);
     }
   }
 
-  #emit(output: O): void {
+  #emit(customerId: string, output: O): void {
     const sink = this.#deps.outputs;
     if (sink === undefined) return;
     const replay = this.#replaying && !this.#caughtUp;
-    const pending = sink.emit(this.partition, output, replay);
+    // One customer's outputs are stored in the order they were made (a later summary must never
+    // be stored while an earlier one is still being retried: the replay check relies on it).
+    const previous = this.#emitChains.get(customerId) ?? Promise.resolve();
+    const pending = previous.then(() => sink.emit(this.partition, output, replay));
+    this.#emitChains.set(customerId, pending);
     this.#stats.outputs++;
     // Awaited (and any failure rethrown) by the next checkpoint; this only keeps an early
     // rejection from being reported as unhandled in the meantime.
@@ -543,7 +549,13 @@ export class PartitionRunner<S, E, O = never> {
     const timers = this.#deps.timers;
     // Not before catching up: during a replay the timers from the index may be stale, and the
     // log itself will close the windows that were already closed.
-    if (timers === undefined || !this.#caughtUp || this.#intakeStopped || !this.#deps.settings.canWrite()) return;
+    if (
+      timers === undefined ||
+      !this.#caughtUp ||
+      this.#intakeStopped ||
+      !this.#deps.settings.canWrite()
+    )
+      return;
     const now = Date.now();
     for (const due of this.#timerQueue.popDue(now)) {
       const timer = this.#timers.get(due.customerId);
@@ -650,15 +662,8 @@ export class PartitionRunner<S, E, O = never> {
     this.#pendingOutputs = [];
     const failed = (await Promise.allSettled(outputs)).find((r) => r.status === 'rejected');
     if (failed !== undefined) throw failed.reason;
+    this.#emitChains.clear();
     const limit = pLimit(settings.checkpointConcurrency);
-    const timers = this.#deps.timers;
-    if (timers !== undefined && this.#timerDirty.size > 0) {
-      const changes = [...this.#timerDirty];
-      this.#timerDirty.clear();
-      await Promise.all(
-        changes.map(([id, timer]) => limit(() => timers.index.save(this.partition, id, timer))),
-      );
-    }
     const dirty = [...this.#dirty];
     await Promise.all(
       dirty.map((id) =>
@@ -674,6 +679,22 @@ export class PartitionRunner<S, E, O = never> {
         }),
       ),
     );
+    // Timer index after the customers: their writes are conditional, so a runner that lost the
+    // partition has usually failed by now. The index writes are not, hence the second check.
+    const timers = this.#deps.timers;
+    if (timers !== undefined && this.#timerDirty.size > 0) {
+      if (!settings.canWrite()) {
+        throw new OrderFleetError(
+          ErrorCode.Fenced,
+          `partition ${this.partition}: lease lost, not writing`,
+        );
+      }
+      const changes = [...this.#timerDirty];
+      this.#timerDirty.clear();
+      await Promise.all(
+        changes.map(([id, timer]) => limit(() => timers.index.save(this.partition, id, timer))),
+      );
+    }
     const next: Watermark = {
       ...watermark,
       seq: this.#appliedSeq,

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import type { OrderEvent } from '../contract/event.js';
+import { RESERVED_ID_PREFIX, type OrderEvent } from '../contract/event.js';
 import { ErrorCode, OrderFleetError } from '../errors.js';
 import type { Aggregator, LogEntry, PendingTimer } from './aggregator.js';
 import {
@@ -155,8 +155,8 @@ export function orderTimer(
   // every owner, so JetStream's duplicate window stores one entry however many fire it.
   const id =
     reason === 'max'
-      ? `tmr-${window.openedSeq}-max`
-      : `tmr-${window.openedSeq}-q${window.lastChangeSeq}`;
+      ? `${RESERVED_ID_PREFIX}tmr-${window.openedSeq}-max`
+      : `${RESERVED_ID_PREFIX}tmr-${window.openedSeq}-q${window.lastChangeSeq}`;
   return {
     dueAtMs,
     id,

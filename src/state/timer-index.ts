@@ -1,6 +1,8 @@
 import type { KV } from '@nats-io/kv';
 import { z } from 'zod';
 import type { PendingTimer } from '../orders/aggregator.js';
+import { describeError } from '../errors.js';
+import type { Logger } from '../logging/logger.js';
 import { customerIdFromTimerKey, timerKey, timerKeyFilter } from './keys.js';
 
 const StoredTimer = z.object({ dueAtMs: z.number(), id: z.string(), entry: z.unknown() });
@@ -15,6 +17,7 @@ export class TimerIndex<E> {
   constructor(
     private readonly kv: KV,
     private readonly decodeEntry: (raw: unknown) => E,
+    private readonly log: Logger,
   ) {}
 
   async load(partition: number): Promise<Map<string, PendingTimer<E>>> {
@@ -27,13 +30,21 @@ export class TimerIndex<E> {
         out.delete(customerId);
         continue;
       }
-      const parsed = StoredTimer.safeParse(entry.json());
-      if (!parsed.success) continue; // a corrupt index entry: the customer's own state re-creates it on touch
-      out.set(customerId, {
-        dueAtMs: parsed.data.dueAtMs,
-        id: parsed.data.id,
-        entry: this.decodeEntry(parsed.data.entry),
-      });
+      // An entry this version cannot read (corrupt, or written by a newer version) is skipped,
+      // never fatal: the customer's own state re-creates its timer when the customer is touched.
+      try {
+        const stored = StoredTimer.parse(entry.json());
+        out.set(customerId, {
+          dueAtMs: stored.dueAtMs,
+          id: stored.id,
+          entry: this.decodeEntry(stored.entry),
+        });
+      } catch (err) {
+        this.log.warn(
+          { partition, key: entry.key, err: describeError(err) },
+          'unreadable timer index entry skipped',
+        );
+      }
     }
     return out;
   }

@@ -254,8 +254,8 @@ describe('order aggregator windows', () => {
     log.apply(add(2), T0 + 400);
     const second = agg.timer?.('cust-1', log.state);
     expect(log.state.window).toMatchObject({ openedSeq: 1, lastChangeSeq: 2, itemsAtOpen: [] });
-    expect(first).toMatchObject({ dueAtMs: T0 + 1000, id: 'tmr-1-q1' });
-    expect(second).toMatchObject({ dueAtMs: T0 + 1400, id: 'tmr-1-q2' });
+    expect(first).toMatchObject({ dueAtMs: T0 + 1000, id: '~tmr-1-q1' });
+    expect(second).toMatchObject({ dueAtMs: T0 + 1400, id: '~tmr-1-q2' });
     expect(second?.entry).toEqual({
       type: 'summary.timer',
       window: 1,
@@ -329,11 +329,11 @@ describe('order aggregator windows', () => {
     expect(agg.timer?.('cust-1', log.state)?.entry).toMatchObject({ reason: 'quiet' });
     log.apply(add(2), (t += 500)); // now last + quiet > opened + max
     const pending = agg.timer?.('cust-1', log.state);
-    expect(pending).toMatchObject({ id: 'tmr-1-max', dueAtMs: T0 + POLICY.maxMs });
+    expect(pending).toMatchObject({ id: '~tmr-1-max', dueAtMs: T0 + POLICY.maxMs });
     if (pending === undefined) throw new Error('expected a timer');
     // Changes keep coming; the max timer id stays the same for the window.
     log.apply(add(3), (t += 400));
-    expect(agg.timer?.('cust-1', log.state)?.id).toBe('tmr-1-max');
+    expect(agg.timer?.('cust-1', log.state)?.id).toBe('~tmr-1-max');
     // The owner's max entry lands after yet another change: it still closes, including that change.
     log.apply(add(4), (t += 400));
     const out = log.apply(pending.entry, T0 + POLICY.maxMs + 5);
@@ -385,7 +385,7 @@ describe('order aggregator windows', () => {
     };
     const first = run();
     expect(run()).toEqual(first);
-    expect(first.timers).toEqual(['tmr-1-q2', 'tmr-4-q5']);
+    expect(first.timers).toEqual(['~tmr-1-q2', '~tmr-4-q5']);
     expect(first.outputs.map((o) => o.summaryId)).toEqual(['sum-1', 'sum-4']);
     expect(summaryId({ openedSeq: 4 })).toBe('sum-4');
   });
@@ -575,7 +575,8 @@ describe('PROPERTY: an owner that fires every timer when due', () => {
           expect(Date.parse(o.closedAt)).toBeGreaterThanOrEqual(Date.parse(o.openedAt));
         }
       }),
-      { numRuns: 300 },
+      // A fixed seed: the coverage check below must not depend on luck.
+      { numRuns: 300, seed: 20261123 },
     );
     // The generator reaches both kinds of close.
     expect(reasons.quiet).toBeGreaterThan(0);
