@@ -1,96 +1,148 @@
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { Kvm } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Config } from './config/config.js';
+import { startAdminServer } from './admin/http-server.js';
 import { resourceNames } from './contract/names.js';
 import { describeError } from './errors.js';
-import { Kvm } from '@nats-io/kv';
 import { FleetMember } from './fleet/fleet-member.js';
 import { LeaseManager } from './fleet/leases.js';
 import { Membership } from './fleet/membership.js';
 import { Worker, type WorkerReport } from './fleet/worker.js';
 import type { Logger } from './logging/logger.js';
 import { connectNats } from './nats/connection.js';
-import { loadDeployment } from './nats/deployment.js';
-import { orderAggregator, renderOrder, type OrderState } from './orders/order-aggregator.js';
-import { orderEntryDecoder } from './orders/order-log.js';
-import type { OrderEvent } from './contract/event.js';
+import { loadDeployment, type Deployment } from './nats/deployment.js';
+import { SummarySink } from './notifications/summary-sink.js';
+import {
+  createOrderAggregator,
+  renderOrder,
+  type OrderEntry,
+  type OrderState,
+} from './orders/order-aggregator.js';
+import { decodeTimerEntry, orderEntryDecoder } from './orders/order-log.js';
+import { timerAppender } from './orders/timer-log.js';
+import type { SummaryNotification } from './orders/summary.js';
+import { TimerIndex } from './state/timer-index.js';
+
+export type OrderWorker = Worker<OrderState, OrderEntry, SummaryNotification>;
 
 export interface RunningWorker {
-  readonly worker: Worker<OrderState, OrderEvent>;
+  readonly worker: OrderWorker;
   readonly nc: NatsConnection;
-  /** Graceful: stop partitions with a final checkpoint, then drain the connection. Idempotent. */
+  /** Graceful: leave the fleet, stop partitions with a final checkpoint, drain. Idempotent. */
   close(): Promise<WorkerReport>;
 }
 
 /**
- * Composition root of the worker process: config in, a running worker out. Every module gets
- * what it needs from here; nothing below reads the environment.
+ * Composition root of the worker process: config in, a running fleet member out. Every module
+ * gets what it needs from here; nothing below reads the environment.
  */
 export async function startOrderWorker(config: Config, log: Logger): Promise<RunningWorker> {
   const names = resourceNames(config.namespace);
+  const workerId = config.worker.id;
   const nc = await connectNats(
     config.nats,
-    `order-fleet-worker-${config.worker.id}`,
-    log.child({ component: 'nats' }),
+    `order-fleet-worker-${workerId}`,
+    log.child({ component: 'nats', workerId }),
   );
-  let deployment;
   try {
-    deployment = await loadDeployment(nc, names);
+    const deployment = await loadDeployment(nc, names);
+    return await assemble(nc, config, deployment, log);
   } catch (err) {
     // Without this the open connection would keep a failed process alive.
     await nc.close();
     throw err;
   }
+}
+
+async function assemble(
+  nc: NatsConnection,
+  config: Config,
+  deployment: Deployment,
+  log: Logger,
+): Promise<RunningWorker> {
+  const names = resourceNames(config.namespace);
+  const workerId = config.worker.id;
+  const js = jetstream(nc);
+  const jsm = await jetstreamManager(nc);
   const kvm = new Kvm(nc);
-  const leasesKv = await kvm.open(names.leaseBucket);
-  const membersKv = await kvm.open(names.memberBucket);
+  // Buckets are bound without the direct-get API: direct gets may be served by a lagging
+  // replica, and a stale read of a watermark or snapshot could make a new owner skip entries.
+  const [stateKv, leasesKv, membersKv] = await Promise.all([
+    kvm.open(names.stateBucket),
+    kvm.open(names.leaseBucket),
+    kvm.open(names.memberBucket),
+  ]);
   // The lease TTL is a property of the bucket, fixed by `setup`, so every worker agrees on it.
-  const leaseTtlMs = (await leasesKv.status()).ttl;
-  const memberTtlMs = (await membersKv.status()).ttl;
+  const [leaseTtlMs, memberTtlMs] = await Promise.all([
+    leasesKv.status().then((s) => s.ttl),
+    membersKv.status().then((s) => s.ttl),
+  ]);
   const leases = new LeaseManager(leasesKv, {
-    workerId: config.worker.id,
+    workerId,
     ttlMs: leaseTtlMs,
-    log: log.child({ component: 'leases', workerId: config.worker.id }),
+    log: log.child({ component: 'leases', workerId }),
   });
-  const worker = new Worker<OrderState, OrderEvent>({
+
+  const worker: OrderWorker = new Worker({
     nc,
     names,
     partitions: deployment.partitions,
     worker: config.worker,
     leases,
     domain: {
-      aggregator: orderAggregator,
+      aggregator: createOrderAggregator(config.worker.summary),
       decoder: orderEntryDecoder(names, deployment.partitions, config.limits),
       render: renderOrder,
+      outputs: new SummarySink(js, jsm, names, log.child({ component: 'summaries', workerId })),
+      timers: {
+        index: new TimerIndex(
+          stateKv,
+          decodeTimerEntry,
+          log.child({ component: 'timer-index', workerId }),
+        ),
+        tickMs: config.worker.timerTickMs,
+        append: timerAppender(js, jsm, names),
+      },
     },
     log,
   });
-  let fleet: FleetMember<OrderState, OrderEvent> | undefined;
+
   const membership = new Membership(membersKv, {
-    workerId: config.worker.id,
+    workerId,
     heartbeatMs: config.worker.heartbeatMs,
     ttlMs: memberTtlMs,
-    log: log.child({ component: 'membership', workerId: config.worker.id }),
-    onChange: (members) => fleet?.onMembersChanged(members),
+    log: log.child({ component: 'membership', workerId }),
   });
-  fleet = new FleetMember({
-    workerId: config.worker.id,
+  const fleet = new FleetMember({
+    workerId,
     partitions: deployment.partitions,
     worker,
     membership,
     leases,
-    log: log.child({ component: 'fleet', workerId: config.worker.id }),
+    log: log.child({ component: 'fleet', workerId }),
   });
-  try {
-    await worker.start([]);
-    await leases.start();
-    await membership.join();
-  } catch (err) {
-    await nc.close();
-    throw err;
-  }
+  await worker.start([]);
+  await leases.start();
+  await membership.join();
+  const admin =
+    config.worker.admin.port === undefined
+      ? undefined
+      : await startAdminServer({
+          port: config.worker.admin.port,
+          host: config.worker.admin.host,
+          target: worker,
+          nc,
+          log: log.child({ component: 'admin', workerId }),
+        });
+
   let closing: Promise<WorkerReport> | undefined;
   const close = async (): Promise<WorkerReport> => {
     const report = await fleet.close();
+    // Kept up during the drain so probes see "not ready" rather than a refused connection.
+    await new Promise<void>((resolve) =>
+      admin === undefined ? resolve() : admin.close(() => resolve()),
+    );
     try {
       await nc.drain();
     } catch (err) {
@@ -98,9 +150,5 @@ export async function startOrderWorker(config: Config, log: Logger): Promise<Run
     }
     return report;
   };
-  return {
-    worker,
-    nc,
-    close: () => (closing ??= close()),
-  };
+  return { worker, nc, close: () => (closing ??= close()) };
 }

@@ -2,6 +2,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { describeError, ErrorCode, isOrderFleetError, isValidationError } from '../errors.js';
 import { registerContents } from './commands/contents.js';
 import { registerPublish } from './commands/publish.js';
+import { registerNotifier } from './commands/notifier.js';
 import { registerSetup } from './commands/setup.js';
 import { registerStatus } from './commands/status.js';
 import { registerWorker } from './commands/worker.js';
@@ -29,6 +30,7 @@ export function buildProgram(env: NodeJS.ProcessEnv): Command {
   registerWorker(program, env);
   registerContents(program, env);
   registerStatus(program, env);
+  registerNotifier(program, env);
   return program;
 }
 

@@ -63,6 +63,9 @@ export const EnvSchema = z.object({
   ORDERS_REPLICAS: int(1, 5).default(1),
   ORDERS_MAX_AGE_MS: int(0).default(7 * 24 * 3600 * 1000),
   ORDERS_DUPLICATE_WINDOW_MS: int(1000).default(2 * 60 * 1000),
+  // Notifications stream: the duplicate window must outlast the longest replay (see README).
+  NOTIFICATIONS_DUPLICATE_WINDOW_MS: int(1000).default(24 * 3600 * 1000),
+  NOTIFICATIONS_MAX_AGE_MS: int(0).default(7 * 24 * 3600 * 1000),
   // TTL of partition leases and of membership entries (a KV bucket TTL, fixed by setup).
   LEASE_TTL_MS: int(500, 600_000).default(8000),
 
@@ -82,6 +85,20 @@ export const EnvSchema = z.object({
   SHUTDOWN_GRACE_MS: int(100).default(25_000),
   QUERY_TIMEOUT_MS: int(10).default(1000),
   HEARTBEAT_MS: int(50, 60_000).default(1000),
+  // Admin HTTP server (/healthz, /readyz, /metrics); unset = off.
+  ADMIN_PORT: int(0, 65535).optional(),
+  ADMIN_HOST: z.string().min(1).default('0.0.0.0'),
+  // Summary windows: close after this much quiet, or this long after opening.
+  SUMMARY_QUIET_MS: int(50).default(30_000),
+  SUMMARY_MAX_MS: int(50).default(5 * 60_000),
+  TIMER_TICK_MS: int(5, 10_000).default(100),
+
+  // Notifier.
+  NOTIFIER_SINK: z.enum(['stdout', 'file', 'webhook']).default('stdout'),
+  NOTIFIER_FILE: optionalString,
+  NOTIFIER_WEBHOOK_URL: z.url().optional(),
+  NOTIFIER_WEBHOOK_TIMEOUT_MS: int(10).default(5000),
+  NOTIFIER_MAX_IN_FLIGHT: int(1, 10_000).default(64),
 
   // Publisher.
   PUBLISH_MAX_IN_FLIGHT: int(1, 100_000).default(1024),
@@ -112,6 +129,8 @@ export interface Config {
     readonly maxAgeMs: number;
     readonly duplicateWindowMs: number;
     readonly leaseTtlMs: number;
+    readonly notificationsDuplicateWindowMs: number;
+    readonly notificationsMaxAgeMs: number;
   };
   readonly limits: { readonly maxPayloadBytes: number; readonly maxItemsPerEvent: number };
   readonly worker: {
@@ -123,6 +142,17 @@ export interface Config {
     readonly shutdownGraceMs: number;
     /** Membership heartbeat interval. */
     readonly heartbeatMs: number;
+    readonly summary: { readonly quietMs: number; readonly maxMs: number };
+    readonly timerTickMs: number;
+    /** Admin HTTP server; undefined port = disabled. */
+    readonly admin: { readonly port: number | undefined; readonly host: string };
+  };
+  readonly notifier: {
+    readonly sink: 'stdout' | 'file' | 'webhook';
+    readonly file: string | undefined;
+    readonly webhookUrl: string | undefined;
+    readonly webhookTimeoutMs: number;
+    readonly maxInFlight: number;
   };
   readonly query: { readonly timeoutMs: number };
   readonly publisher: {
@@ -194,6 +224,8 @@ export function loadConfig(env: EnvInput, overrides: EnvInput = {}): Config {
       maxAgeMs: e.ORDERS_MAX_AGE_MS,
       duplicateWindowMs: e.ORDERS_DUPLICATE_WINDOW_MS,
       leaseTtlMs: e.LEASE_TTL_MS,
+      notificationsDuplicateWindowMs: e.NOTIFICATIONS_DUPLICATE_WINDOW_MS,
+      notificationsMaxAgeMs: e.NOTIFICATIONS_MAX_AGE_MS,
     },
     limits: { maxPayloadBytes: e.MAX_PAYLOAD_BYTES, maxItemsPerEvent: e.MAX_ITEMS_PER_EVENT },
     worker: {
@@ -204,6 +236,16 @@ export function loadConfig(env: EnvInput, overrides: EnvInput = {}): Config {
       maxCustomersInMemory: e.MAX_CUSTOMERS_IN_MEMORY,
       shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
       heartbeatMs: e.HEARTBEAT_MS,
+      summary: { quietMs: e.SUMMARY_QUIET_MS, maxMs: e.SUMMARY_MAX_MS },
+      timerTickMs: e.TIMER_TICK_MS,
+      admin: { port: e.ADMIN_PORT, host: e.ADMIN_HOST },
+    },
+    notifier: {
+      sink: e.NOTIFIER_SINK,
+      file: e.NOTIFIER_FILE,
+      webhookUrl: e.NOTIFIER_WEBHOOK_URL,
+      webhookTimeoutMs: e.NOTIFIER_WEBHOOK_TIMEOUT_MS,
+      maxInFlight: e.NOTIFIER_MAX_IN_FLIGHT,
     },
     query: { timeoutMs: e.QUERY_TIMEOUT_MS },
     publisher: {

@@ -26,11 +26,20 @@ export const DEFAULT_EVENT_LIMITS: EventLimits = {
  * Event ids become the `Nats-Msg-Id` header, so they must be header-safe: printable, no
  * whitespace, bounded.
  */
+/**
+ * Message ids that start with this are the fleet's own (timer entries share the stream's
+ * duplicate window with events, so a publisher must not be able to take their ids).
+ */
+export const RESERVED_ID_PREFIX = '~';
+
 const EventId = z
   .string()
   .min(1, 'id must not be empty')
   .max(128, 'id must be at most 128 characters')
-  .regex(/^[\x21-\x7e]+$/u, 'id must be printable ASCII without spaces');
+  .regex(/^[\x21-\x7e]+$/u, 'id must be printable ASCII without spaces')
+  .refine((id) => !id.startsWith(RESERVED_ID_PREFIX), {
+    message: `ids starting with '${RESERVED_ID_PREFIX}' are reserved for the fleet's own entries`,
+  });
 
 const Item = z
   .number()

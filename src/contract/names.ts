@@ -12,7 +12,13 @@ export interface ResourceNames {
   /** First token(s) of event subjects: `<ordersPrefix>.<p>.<customerId>`. */
   readonly ordersPrefix: string;
   readonly deadLetterStream: string;
+  /** Dead letters of the orders stream: `<deadLetterPrefix>.<p>`. */
   readonly deadLetterPrefix: string;
+  /** Dead letters of notification delivery (permanent webhook failures). */
+  readonly deadLetterNotifications: string;
+  /** Stream of summary notifications, `<notificationsPrefix>.<customerId>`. */
+  readonly notificationsStream: string;
+  readonly notificationsPrefix: string;
   /** KV bucket: one entry per customer. */
   readonly stateBucket: string;
   /** KV bucket: deployment settings (partition count) and per-partition watermarks. */
@@ -41,6 +47,9 @@ export function resourceNames(namespace = ''): ResourceNames {
     ordersPrefix: `${dotted}orders`,
     deadLetterStream: `${upper}ORDERS_DLQ`,
     deadLetterPrefix: `${dotted}dlq.orders`,
+    deadLetterNotifications: `${dotted}dlq.notifications`,
+    notificationsStream: `${upper}NOTIFICATIONS`,
+    notificationsPrefix: `${dotted}notifications`,
     stateBucket: `${dashed}orders-state`,
     metaBucket: `${dashed}orders-meta`,
     memberBucket: `${dashed}orders-members`,

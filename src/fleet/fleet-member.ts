@@ -3,7 +3,14 @@ import { describeError } from '../errors.js';
 import { assignPartitions, partitionsOf } from './assignment.js';
 import type { LeaseManager } from './leases.js';
 import type { Membership } from './membership.js';
-import type { Worker, WorkerReport } from './worker.js';
+import type { WorkerReport } from './worker.js';
+
+/** What the fleet needs of a worker: run exactly these partitions, and close. */
+export interface PartitionHost {
+  readonly ownedPartitions: number[];
+  setPartitions(partitions: Iterable<number>): Promise<void>;
+  close(): Promise<WorkerReport>;
+}
 
 /** Settle time before acting on a membership change, so a burst of changes moves partitions once. */
 const REBALANCE_DEBOUNCE_MS = 50;
@@ -15,7 +22,7 @@ const REBALANCE_DEBOUNCE_MS = 50;
  * owner, already waiting on the lease, takes them at once. Partitions that do not move are never
  * touched.
  */
-export class FleetMember<S, E> {
+export class FleetMember {
   #timer: NodeJS.Timeout | undefined;
   #chain: Promise<void> = Promise.resolve();
   #members: readonly string[] = [];
@@ -25,12 +32,14 @@ export class FleetMember<S, E> {
     private readonly deps: {
       readonly workerId: string;
       readonly partitions: number;
-      readonly worker: Worker<S, E>;
+      readonly worker: PartitionHost;
       readonly membership: Membership;
       readonly leases: LeaseManager;
       readonly log: Logger;
     },
-  ) {}
+  ) {
+    deps.membership.onChange((members) => this.onMembersChanged(members));
+  }
 
   /** Called by {@link Membership} with the live member list. */
   onMembersChanged(members: readonly string[]): void {

@@ -23,8 +23,6 @@ export interface MembershipOptions {
   /** The bucket's TTL in ms. */
   readonly ttlMs: number;
   readonly log: Logger;
-  /** Called with the sorted live member ids whenever the set changes. */
-  readonly onChange: (members: readonly string[]) => void;
 }
 
 export class Membership {
@@ -37,6 +35,7 @@ export class Membership {
   #stopWatch: (() => void) | undefined;
   #watching: Promise<void> | undefined;
   #lastPublished = '';
+  #listeners: ((members: readonly string[]) => void)[] = [];
   #joined = false;
 
   constructor(kv: KV, options: MembershipOptions) {
@@ -89,6 +88,11 @@ export class Membership {
     await this.#watching;
   }
 
+  /** Calls `listener` with the sorted live member ids whenever the set changes. */
+  onChange(listener: (members: readonly string[]) => void): void {
+    this.#listeners.push(listener);
+  }
+
   /** Live members, sorted by id. */
   members(): string[] {
     return [...this.#members.keys()].sort();
@@ -133,6 +137,6 @@ export class Membership {
     if (key === this.#lastPublished) return;
     this.#lastPublished = key;
     this.#options.log.info({ members }, 'membership changed');
-    this.#options.onChange(members);
+    for (const listener of this.#listeners) listener(members);
   }
 }

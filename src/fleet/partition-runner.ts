@@ -21,11 +21,13 @@ import {
 } from '../errors.js';
 import type { Logger } from '../logging/logger.js';
 import { isConsumerNotFound } from '../nats/errors.js';
-import type { Aggregator } from '../orders/aggregator.js';
+import type { Aggregator, PendingTimer } from '../orders/aggregator.js';
 import type { DecodedEntry, EntryDecoder } from '../orders/order-log.js';
 import type { CustomerSnapshot, CustomerStore } from '../state/customer-store.js';
 import type { Watermark, WatermarkStore } from '../state/watermark-store.js';
+import type { TimerIndex } from '../state/timer-index.js';
 import type { DeadLetterSink } from './dead-letter.js';
+import { TimerQueue } from './timer-queue.js';
 import { answerQuery, type ContentsAnswer } from './queries.js';
 
 export interface PartitionRunnerSettings {
@@ -42,15 +44,34 @@ export interface PartitionRunnerSettings {
   readonly canWrite: () => boolean;
 }
 
-export interface PartitionRunnerDeps<S, E> {
+/** Where an aggregator's outputs (e.g. summary notifications) go. */
+export interface OutputSink<O> {
+  /**
+   * Publishes idempotently (the output carries its own id). `replay` is true while the runner
+   * re-applies entries a crashed owner may already have applied, so the sink can check first.
+   */
+  emit(partition: number, output: O, replay: boolean): Promise<void>;
+}
+
+/** Durable timers: where open timers are indexed, and how a due timer is appended to the log. */
+export interface TimerHost<E> {
+  readonly index: TimerIndex<E>;
+  append(partition: number, customerId: string, timer: PendingTimer<E>): Promise<void>;
+  /** How often due timers are looked for. */
+  readonly tickMs: number;
+}
+
+export interface PartitionRunnerDeps<S, E, O = never> {
   readonly nc: NatsConnection;
   readonly js: JetStreamClient;
   readonly jsm: JetStreamManager;
   readonly names: ResourceNames;
   readonly partition: number;
-  readonly aggregator: Aggregator<S, E>;
+  readonly aggregator: Aggregator<S, E, O>;
   readonly decode: EntryDecoder<E>;
-  readonly customers: CustomerStore<S, E>;
+  readonly outputs?: OutputSink<O>;
+  readonly timers?: TimerHost<E>;
+  readonly customers: CustomerStore<S>;
   readonly watermarks: WatermarkStore;
   readonly deadLetters: DeadLetterSink;
   /** Renders a customer's state for `contents` questions. */
@@ -59,6 +80,20 @@ export interface PartitionRunnerDeps<S, E> {
   readonly log: Logger;
   /** Called once, when the runner has applied everything that was in the log when it started. */
   readonly onCaughtUp?: (report: CatchUpReport) => void;
+}
+
+export interface RunnerStats {
+  readonly applied: number;
+  readonly skipped: number;
+  readonly deadLettered: number;
+  readonly checkpoints: number;
+  readonly replayed: number;
+  readonly outputs: number;
+  readonly timersFired: number;
+  /** Customers in memory now. */
+  readonly resident: number;
+  /** Customers of the partition with an open timer (resident or not). */
+  readonly openTimers: number;
 }
 
 export type PartitionState =
@@ -113,10 +148,10 @@ const PULL_BATCH = 1000;
  *   overtake an earlier one of the same customer, so the runner stops and restarts from its
  *   watermark rather than apply past a hole.
  */
-export class PartitionRunner<S, E> {
+export class PartitionRunner<S, E, O = never> {
   readonly partition: number;
   #state: PartitionState = 'idle';
-  readonly #deps: PartitionRunnerDeps<S, E>;
+  readonly #deps: PartitionRunnerDeps<S, E, O>;
   readonly #log: Logger;
   readonly #consumerName: string;
 
@@ -144,14 +179,36 @@ export class PartitionRunner<S, E> {
   #lastCheckpointAt = Date.now();
 
   #backlog = 0;
+  #handledBacklog = 0;
   /** True while re-applying entries a crashed runner may already have applied. */
   #replaying = false;
   #caughtUp = false;
   #fenceError: OrderFleetError | undefined;
   #startedAt = 0;
-  #stats = { applied: 0, skipped: 0, deadLettered: 0, checkpoints: 0, replayed: 0 };
+  #stats = {
+    applied: 0,
+    skipped: 0,
+    deadLettered: 0,
+    checkpoints: 0,
+    replayed: 0,
+    outputs: 0,
+    timersFired: 0,
+  };
 
-  constructor(deps: PartitionRunnerDeps<S, E>) {
+  // Durable timers: the current timer of every customer of the partition with one (resident or
+  // not), a heap by due time, the index entries to write at the next checkpoint, and the timer
+  // ids already appended (or being appended) to the log.
+  readonly #timers = new Map<string, PendingTimer<E>>();
+  readonly #timerQueue = new TimerQueue();
+  readonly #timerDirty = new Map<string, PendingTimer<E> | undefined>();
+  readonly #firing = new Set<string>();
+  #tick: NodeJS.Timeout | undefined;
+  /** Outputs being published; a checkpoint waits for all of them before moving the watermark. */
+  #pendingOutputs: Promise<void>[] = [];
+  /** Last output under way per customer, to keep each customer's outputs in order. */
+  readonly #emitChains = new Map<string, Promise<void>>();
+
+  constructor(deps: PartitionRunnerDeps<S, E, O>) {
     this.#deps = deps;
     this.partition = deps.partition;
     this.#log = deps.log.child({ partition: deps.partition });
@@ -164,6 +221,11 @@ export class PartitionRunner<S, E> {
 
   get residentCustomers(): number {
     return this.#resident.size;
+  }
+
+  /** Counters since this runner started, for metrics and reports. */
+  get stats(): RunnerStats {
+    return { ...this.#stats, resident: this.#resident.size, openTimers: this.#timers.size };
   }
 
   /** Settles when the runner has stopped or failed. */
@@ -194,6 +256,14 @@ export class PartitionRunner<S, E> {
     this.#watermark = fenced;
     this.#appliedSeq = previous.seq;
 
+    if (this.#deps.timers !== undefined) {
+      // Open windows of customers nobody holds in memory are found from the index, not by
+      // loading every customer.
+      for (const [customerId, timer] of await this.#deps.timers.index.load(this.partition)) {
+        this.#setTimer(customerId, timer);
+      }
+      this.#timerDirty.clear();
+    }
     this.#backlog = await this.#recreateConsumer(previous.seq + 1);
     // After a graceful stop the previous owner applied nothing beyond W, so whatever is pending
     // is new. After a crash, the pending entries include work that must be redone: a replay.
@@ -221,6 +291,10 @@ export class PartitionRunner<S, E> {
       },
     });
     this.#loop = this.#run();
+    if (this.#deps.timers !== undefined) {
+      this.#tick = setInterval(() => this.#fireDue(), this.#deps.timers.tickMs);
+      this.#tick.unref();
+    }
   }
 
   /**
@@ -335,7 +409,7 @@ export class PartitionRunner<S, E> {
       restart: this.#restart,
       ...(failure === undefined ? {} : { error: failure }),
     };
-    const { partition: _partition, error: _error, ...fields } = report;
+    const { partition: _partition, error: _error, ...fields } = report; // both already in the log context / state
     this.#log.info(fields, 'partition stopped');
     return report;
   }
@@ -419,9 +493,83 @@ export class PartitionRunner<S, E> {
         await this.#deadLetter(msg, err);
         continue;
       }
+      const before = resident.snapshot.state;
       resident.snapshot = { customerId: entry.customerId, lastSeq: msg.seq, state };
       this.#dirty.add(entry.customerId);
       this.#stats.applied++;
+      const applied = {
+        seq: msg.seq,
+        timeMs: Math.floor(msg.info.timestampNanos / 1e6),
+        payload: entry.payload,
+      };
+      for (const output of aggregator.outputs?.(entry.customerId, before, state, applied) ?? [])
+        this.#emit(entry.customerId, output);
+      this.#syncTimer(entry.customerId, state);
+    }
+  }
+
+  #emit(customerId: string, output: O): void {
+    const sink = this.#deps.outputs;
+    if (sink === undefined) return;
+    const replay = this.#replaying && !this.#caughtUp;
+    // One customer's outputs are stored in the order they were made (a later summary must never
+    // be stored while an earlier one is still being retried: the replay check relies on it).
+    const previous = this.#emitChains.get(customerId) ?? Promise.resolve();
+    const pending = previous.then(() => sink.emit(this.partition, output, replay));
+    this.#emitChains.set(customerId, pending);
+    this.#stats.outputs++;
+    // Awaited (and any failure rethrown) by the next checkpoint; this only keeps an early
+    // rejection from being reported as unhandled in the meantime.
+    pending.catch(() => undefined);
+    this.#pendingOutputs.push(pending);
+  }
+
+  /** Recomputes a customer's timer after its state changed; schedules and indexes a change. */
+  #syncTimer(customerId: string, state: S): void {
+    if (this.#deps.timers === undefined) return;
+    const next = this.#deps.aggregator.timer?.(customerId, state);
+    const current = this.#timers.get(customerId);
+    if (next?.id === current?.id) return;
+    if (current !== undefined) this.#firing.delete(current.id);
+    if (next === undefined) this.#timers.delete(customerId);
+    else this.#setTimer(customerId, next);
+    this.#timerDirty.set(customerId, next);
+  }
+
+  #setTimer(customerId: string, timer: PendingTimer<E>): void {
+    this.#timers.set(customerId, timer);
+    this.#timerQueue.push({ dueAtMs: timer.dueAtMs, customerId, id: timer.id });
+  }
+
+  /**
+   * Appends an entry to the log for every timer now due. The timer takes effect when that entry
+   * is applied, in log order; until then it stays in place (an append that fails is retried).
+   */
+  #fireDue(): void {
+    const timers = this.#deps.timers;
+    // Not before catching up: during a replay the timers from the index may be stale, and the
+    // log itself will close the windows that were already closed.
+    if (
+      timers === undefined ||
+      !this.#caughtUp ||
+      this.#intakeStopped ||
+      !this.#deps.settings.canWrite()
+    )
+      return;
+    const now = Date.now();
+    for (const due of this.#timerQueue.popDue(now)) {
+      const timer = this.#timers.get(due.customerId);
+      if (timer === undefined || timer.id !== due.id || this.#firing.has(timer.id)) continue; // superseded
+      this.#firing.add(timer.id);
+      this.#stats.timersFired++;
+      timers.append(this.partition, due.customerId, timer).catch((err: unknown) => {
+        this.#log.warn(
+          { customerId: due.customerId, timer: timer.id, err: describeError(err) },
+          'timer append failed, retrying',
+        );
+        this.#firing.delete(timer.id);
+        this.#timerQueue.push({ ...due, dueAtMs: Date.now() + 1000 });
+      });
     }
   }
 
@@ -433,7 +581,10 @@ export class PartitionRunner<S, E> {
   #noteCatchUp(msg: JsMsg): void {
     if (this.#caughtUp) return;
     if (this.#replaying) this.#stats.replayed++;
-    if (msg.info.pending === 0) this.#markCaughtUp();
+    this.#handledBacklog++;
+    // Caught up when nothing is pending, or when everything that was in the log at start has
+    // been handled (under steady load `pending` may never reach zero).
+    if (msg.info.pending === 0 || this.#handledBacklog >= this.#backlog) this.#markCaughtUp();
   }
 
   #markCaughtUp(): void {
@@ -461,8 +612,10 @@ export class PartitionRunner<S, E> {
       ),
     );
     for (const { id, stored } of loaded) {
-      if (!this.#resident.has(id))
-        this.#resident.set(id, { snapshot: stored.snapshot, revision: stored.revision });
+      if (this.#resident.has(id)) continue;
+      this.#resident.set(id, { snapshot: stored.snapshot, revision: stored.revision });
+      // Repairs the index if a crash came between a state write and its index write.
+      this.#syncTimer(id, stored.snapshot.state);
     }
   }
 
@@ -504,8 +657,14 @@ export class PartitionRunner<S, E> {
       this.#lastCheckpointAt = Date.now();
       return;
     }
-    const dirty = [...this.#dirty];
+    // Outputs first: a summary must be stored before the watermark passes the entry that made it.
+    const outputs = this.#pendingOutputs;
+    this.#pendingOutputs = [];
+    const failed = (await Promise.allSettled(outputs)).find((r) => r.status === 'rejected');
+    if (failed !== undefined) throw failed.reason;
+    this.#emitChains.clear();
     const limit = pLimit(settings.checkpointConcurrency);
+    const dirty = [...this.#dirty];
     await Promise.all(
       dirty.map((id) =>
         limit(async () => {
@@ -520,6 +679,22 @@ export class PartitionRunner<S, E> {
         }),
       ),
     );
+    // Timer index after the customers: their writes are conditional, so a runner that lost the
+    // partition has usually failed by now. The index writes are not, hence the second check.
+    const timers = this.#deps.timers;
+    if (timers !== undefined && this.#timerDirty.size > 0) {
+      if (!settings.canWrite()) {
+        throw new OrderFleetError(
+          ErrorCode.Fenced,
+          `partition ${this.partition}: lease lost, not writing`,
+        );
+      }
+      const changes = [...this.#timerDirty];
+      this.#timerDirty.clear();
+      await Promise.all(
+        changes.map(([id, timer]) => limit(() => timers.index.save(this.partition, id, timer))),
+      );
+    }
     const next: Watermark = {
       ...watermark,
       seq: this.#appliedSeq,
@@ -584,6 +759,7 @@ export class PartitionRunner<S, E> {
 
   /** Each cleanup step on its own, so one failure does not skip the others. */
   async #release(): Promise<void> {
+    clearInterval(this.#tick);
     try {
       this.#querySub?.unsubscribe();
     } catch (err) {

@@ -42,11 +42,11 @@ const ReplySchema = z.union([
   z.object({ error: z.object({ code: z.string(), message: z.string() }) }),
 ]);
 
-export interface AskOptions<S, E> {
+export interface AskOptions<S> {
   readonly names: ResourceNames;
   readonly partitions: number;
   readonly timeoutMs: number;
-  readonly store: CustomerStore<S, E>;
+  readonly store: CustomerStore<S>;
   readonly render: (snapshot: { customerId: string; lastSeq: number; state: S }) => ContentsAnswer;
 }
 
@@ -56,10 +56,10 @@ export interface AskOptions<S, E> {
  * the question to the owner with no registry of our own. When nobody answers in time (the
  * partition is moving, or no worker runs) the answer comes from KV, marked stale.
  */
-export async function askContents<S, E>(
+export async function askContents<S>(
   nc: NatsConnection,
   customerId: string,
-  opts: AskOptions<S, E>,
+  opts: AskOptions<S>,
 ): Promise<ContentsReply> {
   assertCustomerId(customerId);
   const partition = partitionOf(customerId, opts.partitions);

@@ -16,26 +16,38 @@ import type { EntryDecoder } from '../orders/order-log.js';
 import { CustomerStore, type CustomerSnapshot } from '../state/customer-store.js';
 import { WatermarkStore } from '../state/watermark-store.js';
 import { DeadLetterSink } from './dead-letter.js';
-import { PartitionRunner, type CatchUpReport, type PartitionReport } from './partition-runner.js';
+import {
+  PartitionRunner,
+  type CatchUpReport,
+  type OutputSink,
+  type PartitionReport,
+  type RunnerStats,
+  type TimerHost,
+} from './partition-runner.js';
 import type { ContentsAnswer } from './queries.js';
 import type { Lease, LeaseManager } from './leases.js';
 
-/** What a worker runs: the aggregator, how to decode a log entry, how to answer a question. */
-export interface Domain<S, E> {
-  readonly aggregator: Aggregator<S, E>;
+/**
+ * What a worker runs: the aggregator, how to decode a log entry, how to answer a question, and
+ * optionally where outputs go and how durable timers are kept.
+ */
+export interface Domain<S, E, O = never> {
+  readonly aggregator: Aggregator<S, E, O>;
   readonly decoder: EntryDecoder<E>;
   readonly render: (snapshot: CustomerSnapshot<S>) => ContentsAnswer;
+  readonly outputs?: OutputSink<O>;
+  readonly timers?: TimerHost<E>;
 }
 
 export type WorkerState =
   'created' | 'starting' | 'recovering' | 'running' | 'draining' | 'stopped';
 
-export interface WorkerDeps<S, E> {
+export interface WorkerDeps<S, E, O = never> {
   readonly nc: NatsConnection;
   readonly names: ResourceNames;
   readonly partitions: number;
   readonly worker: Config['worker'];
-  readonly domain: Domain<S, E>;
+  readonly domain: Domain<S, E, O>;
   /** When set, a partition runs only while this worker holds its lease (the fleet). */
   readonly leases?: LeaseManager;
   readonly log: Logger;
@@ -47,26 +59,38 @@ export interface WorkerReport {
 }
 
 const RESTART_BACKOFF_MS = 250;
+const COUNTERS = [
+  'applied',
+  'skipped',
+  'deadLettered',
+  'checkpoints',
+  'replayed',
+  'outputs',
+  'timersFired',
+] as const;
+type Counter = (typeof COUNTERS)[number];
 
 /**
  * Runs a set of partitions, each under a small supervisor that restarts its runner after a
  * failure (a fenced write, a delivery gap, a NATS outage). `setPartitions` is the seam the fleet
  * uses as ownership moves; on its own, a worker runs every partition.
  */
-export class Worker<S, E> {
+export class Worker<S, E, O = never> {
   #state: WorkerState = 'created';
-  readonly #deps: WorkerDeps<S, E>;
+  readonly #deps: WorkerDeps<S, E, O>;
   readonly #log: Logger;
   readonly #js: JetStreamClient;
   #jsm: JetStreamManager | undefined;
-  #customers: CustomerStore<S, E> | undefined;
+  #customers: CustomerStore<S> | undefined;
   #watermarks: WatermarkStore | undefined;
   #deadLetters: DeadLetterSink | undefined;
   readonly #supervisors = new Map<number, Supervisor>();
   readonly #pendingCatchUp = new Set<number>();
+  /** Counters of runners that have ended, so totals never go backwards. */
+  readonly #retired = Object.fromEntries(COUNTERS.map((k) => [k, 0])) as Record<Counter, number>;
   #closing: Promise<WorkerReport> | undefined;
 
-  constructor(deps: WorkerDeps<S, E>) {
+  constructor(deps: WorkerDeps<S, E, O>) {
     this.#deps = deps;
     this.#log = deps.log.child({ component: 'worker', workerId: deps.worker.id });
     this.#js = jetstream(deps.nc);
@@ -118,11 +142,27 @@ export class Worker<S, E> {
         (lease) => this.#createRunner(p, lease),
         this.#deps.leases,
         this.#log,
+        (stats) => {
+          for (const key of COUNTERS) this.#retired[key] += stats[key];
+        },
       );
       this.#supervisors.set(p, supervisor);
       this.#pendingCatchUp.add(p);
       supervisor.start();
     }
+  }
+
+  /** Totals over the runners of this worker, past and present (gauges only for the present). */
+  stats(): RunnerStats & { readonly partitions: number } {
+    const totals = { ...this.#retired, resident: 0, openTimers: 0 };
+    for (const supervisor of this.#supervisors.values()) {
+      const s = supervisor.runner?.stats;
+      if (s === undefined) continue;
+      for (const key of COUNTERS) totals[key] += s[key];
+      totals.resident += s.resident;
+      totals.openTimers += s.openTimers;
+    }
+    return { ...totals, partitions: this.#supervisors.size };
   }
 
   get ownedPartitions(): number[] {
@@ -154,7 +194,7 @@ export class Worker<S, E> {
     return { partitions: reports, durationMs: Date.now() - began };
   }
 
-  #createRunner(partition: number, lease: Lease | undefined): PartitionRunner<S, E> {
+  #createRunner(partition: number, lease: Lease | undefined): PartitionRunner<S, E, O> {
     const { nc, names, domain, worker } = this.#deps;
     if (
       this.#jsm === undefined ||
@@ -164,7 +204,7 @@ export class Worker<S, E> {
     ) {
       throw new Error('worker not started');
     }
-    return new PartitionRunner<S, E>({
+    return new PartitionRunner<S, E, O>({
       nc,
       js: this.#js,
       jsm: this.#jsm,
@@ -172,6 +212,8 @@ export class Worker<S, E> {
       partition,
       aggregator: domain.aggregator,
       decode: domain.decoder,
+      ...(domain.outputs === undefined ? {} : { outputs: domain.outputs }),
+      ...(domain.timers === undefined ? {} : { timers: domain.timers }),
       customers: this.#customers,
       watermarks: this.#watermarks,
       deadLetters: this.#deadLetters,
@@ -216,6 +258,7 @@ export class Worker<S, E> {
 /** The part of a runner its supervisor needs. */
 interface RunnerHandle {
   readonly state: PartitionRunner<unknown, unknown>['state'];
+  readonly stats: RunnerStats;
   readonly done: Promise<PartitionReport>;
   start(): Promise<void>;
   stop(): Promise<PartitionReport>;
@@ -236,7 +279,12 @@ class Supervisor {
     private readonly create: (lease: Lease | undefined) => RunnerHandle,
     private readonly leases: LeaseManager | undefined,
     private readonly log: Logger,
+    private readonly retire: (stats: RunnerStats) => void,
   ) {}
+
+  get runner(): RunnerHandle | undefined {
+    return this.#runner;
+  }
 
   start(): void {
     this.#loop = this.#run();
@@ -274,6 +322,8 @@ class Supervisor {
       // stop() may have been called while start() was running; honour it now.
       if (this.#stopping) await runner.stop();
       last = await runner.done;
+      this.#runner = undefined;
+      this.retire(runner.stats);
       await this.#release(lease);
       if (this.#stopping) break;
       if (last.state === 'failed') {

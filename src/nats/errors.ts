@@ -33,3 +33,7 @@ export function isTimeout(err: unknown): boolean {
   if (err instanceof TimeoutError) return true;
   return err instanceof Error && err.cause !== undefined && isTimeout(err.cause);
 }
+
+export function isMessageNotFound(err: unknown): boolean {
+  return err instanceof JetStreamApiError && err.code === JetStreamApiCodes.NoMessageFound;
+}

@@ -27,6 +27,8 @@ export interface SetupOptions {
   readonly maxAgeMs: number;
   readonly duplicateWindowMs: number;
   readonly leaseTtlMs: number;
+  readonly notificationsDuplicateWindowMs: number;
+  readonly notificationsMaxAgeMs: number;
 }
 
 export type SetupAction = 'created' | 'updated' | 'unchanged';
@@ -90,7 +92,7 @@ export async function setupDeployment(
   resources.push(
     await ensureStream(jsm, {
       name: names.deadLetterStream,
-      subjects: [`${names.deadLetterPrefix}.>`],
+      subjects: [`${names.deadLetterPrefix}.>`, names.deadLetterNotifications],
       storage: StorageType.File,
       retention: RetentionPolicy.Limits,
       discard: DiscardPolicy.Old,
@@ -99,6 +101,24 @@ export async function setupDeployment(
       // Dead letters are published with a deterministic id per source message, so a replay
       // that meets the same bad message does not file it twice.
       duplicate_window: nanos(options.duplicateWindowMs),
+    }),
+  );
+  resources.push(
+    await ensureStream(jsm, {
+      name: names.notificationsStream,
+      subjects: [`${names.notificationsPrefix}.>`],
+      storage: StorageType.File,
+      retention: RetentionPolicy.Limits,
+      discard: DiscardPolicy.Old,
+      num_replicas: replicas,
+      max_age: nanos(options.notificationsMaxAgeMs),
+      // Summaries are published with Nats-Msg-Id = summaryId; a replay inside this window is
+      // deduplicated by the server (the sink also checks the last summary when replaying).
+      duplicate_window: nanos(
+        options.notificationsMaxAgeMs === 0
+          ? options.notificationsDuplicateWindowMs
+          : Math.min(options.notificationsDuplicateWindowMs, options.notificationsMaxAgeMs),
+      ),
     }),
   );
   for (const bucket of [names.stateBucket, names.metaBucket]) {

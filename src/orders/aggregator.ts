@@ -16,7 +16,19 @@ export interface LogEntry<E> {
   readonly payload: E;
 }
 
-export interface Aggregator<S, E> {
+/**
+ * A durable timer an aggregator state is waiting for. When `dueAtMs` passes (by the owner's
+ * clock), the owner appends `entry` to the customer's log with message id `id`; the timer takes
+ * effect when that entry is *applied*, in log order, so replay reaches the same decision.
+ */
+export interface PendingTimer<E> {
+  readonly dueAtMs: number;
+  /** Deterministic: two owners, or a retry, produce the same id and JetStream stores one entry. */
+  readonly id: string;
+  readonly entry: E;
+}
+
+export interface Aggregator<S, E, O = never> {
   /** Stable name, stored with every snapshot. */
   readonly name: string;
   /** Version of the serialized form written by {@link serialize}. */
@@ -27,4 +39,11 @@ export interface Aggregator<S, E> {
   serialize(state: S): unknown;
   /** Reads any version this aggregator ever wrote; throws STATE_CORRUPT otherwise. */
   deserialize(version: number, data: unknown): S;
+  /**
+   * Outputs for the outside world caused by applying `entry` (e.g. a summary notification).
+   * Pure, so a replay produces the same outputs, with the same ids, again.
+   */
+  outputs?(customerId: string, before: S, after: S, entry: LogEntry<E>): readonly O[];
+  /** The timer this state waits for, if any. Pure. */
+  timer?(customerId: string, state: S): PendingTimer<E> | undefined;
 }

@@ -1,7 +1,22 @@
 import { z } from 'zod';
-import type { OrderEvent } from '../contract/event.js';
+import { RESERVED_ID_PREFIX, type OrderEvent } from '../contract/event.js';
 import { ErrorCode, OrderFleetError } from '../errors.js';
-import type { Aggregator, LogEntry } from './aggregator.js';
+import type { Aggregator, LogEntry, PendingTimer } from './aggregator.js';
+import {
+  DEFAULT_SUMMARY_POLICY,
+  multisetMinus,
+  summaryId,
+  SummaryWindowSchema,
+  timerCloses,
+  windowDeadline,
+  type SummaryNotification,
+  type SummaryPolicy,
+  type SummaryWindow,
+  type TimerEntry,
+} from './summary.js';
+
+/** An entry of a customer's log: a published order event or a timer firing appended by the fleet. */
+export type OrderEntry = OrderEvent | TimerEntry;
 
 /** What the original GenServer held for a customer: the ordered list of items in their plan. */
 export interface OrderState {
@@ -10,8 +25,12 @@ export interface OrderState {
   readonly created: boolean;
   /** Items asked to be removed that were not in the order (ignored, but counted). */
   readonly absentRemovals: number;
-  /** Events applied so far. */
+  /** Order events applied so far. */
   readonly events: number;
+  /** The open summary window, if any. */
+  readonly window: SummaryWindow | null;
+  /** Windows closed so far. */
+  readonly summaries: number;
 }
 
 const OrderStateV1 = z.object({
@@ -20,12 +39,18 @@ const OrderStateV1 = z.object({
   absentRemovals: z.number().int().min(0),
   events: z.number().int().min(0),
 });
+const OrderStateV2 = OrderStateV1.extend({
+  window: SummaryWindowSchema.nullable(),
+  summaries: z.number().int().min(0),
+});
 
 const INITIAL: OrderState = Object.freeze({
   items: Object.freeze([]),
   created: false,
   absentRemovals: 0,
   events: 0,
+  window: null,
+  summaries: 0,
 });
 
 /** Removes one occurrence of each listed item, in order; returns how many were absent. */
@@ -43,6 +68,7 @@ export function removeItems(
   return { items: next, absent };
 }
 
+/** Applies an order event to the contents (no windows): the original aggregator. */
 export function applyOrderEvent(state: OrderState, event: OrderEvent): OrderState {
   const events = state.events + 1;
   switch (event.type) {
@@ -59,29 +85,125 @@ export function applyOrderEvent(state: OrderState, event: OrderEvent): OrderStat
   }
 }
 
-export const orderAggregator: Aggregator<OrderState, OrderEvent> = {
-  name: 'orders',
-  version: 1,
-  initial: () => INITIAL,
-  apply: (state: OrderState, entry: LogEntry<OrderEvent>) => applyOrderEvent(state, entry.payload),
-  serialize: (state) => state,
-  deserialize(version, data) {
-    if (version !== 1) {
-      throw new OrderFleetError(ErrorCode.StateCorrupt, `unknown order state version ${version}`);
-    }
-    const parsed = OrderStateV1.safeParse(data);
-    if (!parsed.success) {
-      throw new OrderFleetError(
-        ErrorCode.StateCorrupt,
-        'stored order state does not match version 1',
-        {
-          cause: parsed.error,
-        },
-      );
-    }
-    return parsed.data;
-  },
-};
+/** Opens the window on the first change after a summary, or extends the open one. */
+function touchWindow(
+  state: OrderState,
+  before: OrderState,
+  entry: LogEntry<OrderEntry>,
+): OrderState {
+  const window: SummaryWindow =
+    state.window === null
+      ? {
+          openedSeq: entry.seq,
+          openedAtMs: entry.timeMs,
+          lastChangeSeq: entry.seq,
+          lastChangeAtMs: entry.timeMs,
+          itemsAtOpen: before.items,
+        }
+      : { ...state.window, lastChangeSeq: entry.seq, lastChangeAtMs: entry.timeMs };
+  return { ...state, window };
+}
+
+export function applyOrderEntry(state: OrderState, entry: LogEntry<OrderEntry>): OrderState {
+  const payload = entry.payload;
+  if (payload.type === 'summary.timer') {
+    return timerCloses(state.window, payload)
+      ? { ...state, window: null, summaries: state.summaries + 1 }
+      : state;
+  }
+  const next = applyOrderEvent(state, payload);
+  return payload.type === 'order.created' ? next : touchWindow(next, state, entry);
+}
+
+/** The summary a closing timer entry produces, or none when the window's net change is empty. */
+export function summarize(
+  customerId: string,
+  before: OrderState,
+  after: OrderState,
+  entry: LogEntry<OrderEntry>,
+): SummaryNotification[] {
+  const window = before.window;
+  if (entry.payload.type !== 'summary.timer' || window === null || after.window !== null) return [];
+  const added = multisetMinus(after.items, window.itemsAtOpen);
+  const removed = multisetMinus(window.itemsAtOpen, after.items);
+  if (added.length === 0 && removed.length === 0) return [];
+  return [
+    {
+      summaryId: summaryId(window),
+      customerId,
+      added,
+      removed,
+      contents: after.items,
+      firstSeq: window.openedSeq,
+      lastSeq: window.lastChangeSeq,
+      openedAt: new Date(window.openedAtMs).toISOString(),
+      closedAt: new Date(entry.timeMs).toISOString(),
+      reason: entry.payload.reason,
+    },
+  ];
+}
+
+/** The timer an open window waits for. */
+export function orderTimer(
+  state: OrderState,
+  policy: SummaryPolicy,
+): PendingTimer<OrderEntry> | undefined {
+  const window = state.window;
+  if (window === null) return undefined;
+  const { dueAtMs, reason } = windowDeadline(window, policy);
+  // The id names the window and, for a quiet timer, the change it waited after: the same on
+  // every owner, so JetStream's duplicate window stores one entry however many fire it.
+  const id =
+    reason === 'max'
+      ? `${RESERVED_ID_PREFIX}tmr-${window.openedSeq}-max`
+      : `${RESERVED_ID_PREFIX}tmr-${window.openedSeq}-q${window.lastChangeSeq}`;
+  return {
+    dueAtMs,
+    id,
+    entry: {
+      type: 'summary.timer',
+      window: window.openedSeq,
+      lastChangeSeq: window.lastChangeSeq,
+      reason,
+      dueAtMs,
+    },
+  };
+}
+
+export function createOrderAggregator(
+  policy: SummaryPolicy = DEFAULT_SUMMARY_POLICY,
+): Aggregator<OrderState, OrderEntry, SummaryNotification> {
+  return {
+    name: 'orders',
+    version: 2,
+    initial: () => INITIAL,
+    apply: applyOrderEntry,
+    serialize: (state) => state,
+    deserialize(version, data) {
+      const schema = version === 1 ? OrderStateV1 : version === 2 ? OrderStateV2 : undefined;
+      if (schema === undefined) {
+        throw new OrderFleetError(ErrorCode.StateCorrupt, `unknown order state version ${version}`);
+      }
+      const parsed = schema.safeParse(data);
+      if (!parsed.success) {
+        throw new OrderFleetError(
+          ErrorCode.StateCorrupt,
+          `stored order state does not match version ${version}`,
+          {
+            cause: parsed.error,
+          },
+        );
+      }
+      // Version 1 predates summary windows: no window open, none sent.
+      return { window: null, summaries: 0, ...parsed.data };
+    },
+    outputs: summarize,
+    timer: (_customerId, state) => orderTimer(state, policy),
+  };
+}
+
+/** The order aggregator with the default summary policy. */
+export const orderAggregator = createOrderAggregator();
 
 /** How a customer's order answers a `contents` question. */
 export function renderOrder(snapshot: {

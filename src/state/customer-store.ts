@@ -35,10 +35,16 @@ const encoder = new TextEncoder();
  * read or wrote (`kv.create` / `kv.update`), so a writer that lost ownership cannot silently
  * overwrite the new owner: its write fails with WRITE_CONFLICT and it must stop.
  */
-export class CustomerStore<S, E> {
+/** The part of an aggregator that (de)serializes snapshots. */
+export type SnapshotCodec<S> = Pick<
+  Aggregator<S, never, never>,
+  'name' | 'version' | 'initial' | 'serialize' | 'deserialize'
+>;
+
+export class CustomerStore<S> {
   constructor(
     private readonly kv: KV,
-    private readonly aggregator: Aggregator<S, E>,
+    private readonly aggregator: SnapshotCodec<S>,
   ) {}
 
   async load(partition: number, customerId: string): Promise<StoredSnapshot<S>> {

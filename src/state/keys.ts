@@ -28,3 +28,16 @@ export function customerKeyFilter(partition: number): string {
 export function watermarkKey(partition: number): string {
   return `wm.${partition}`;
 }
+
+/** Timer index entry of a customer with an open timer: `t.<p>.<token>`. */
+export function timerKey(partition: number, customerId: string): string {
+  return `t${customerKey(partition, customerId).slice(1)}`;
+}
+
+export function customerIdFromTimerKey(key: string): string | undefined {
+  return key.startsWith('t.') ? customerIdFromKey(`c${key.slice(1)}`) : undefined;
+}
+
+export function timerKeyFilter(partition: number): string {
+  return `t.${partition}.>`;
+}

@@ -10,6 +10,7 @@ import { pino } from 'pino';
 import { resourceNames, type ResourceNames } from '../../src/contract/names.js';
 import { setupDeployment } from '../../src/nats/provision.js';
 import { customerIdFromKey } from '../../src/state/keys.js';
+import { describeError } from '../../src/errors.js';
 import { uniqueName } from './nats.js';
 
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -57,6 +58,8 @@ export async function provision(url: string, opts: ProvisionOptions = {}): Promi
       maxAgeMs: 0,
       duplicateWindowMs: 120_000,
       leaseTtlMs: opts.leaseTtlMs ?? 3000,
+      notificationsDuplicateWindowMs: 3_600_000,
+      notificationsMaxAgeMs: 0,
     },
     silentLogger,
   );
@@ -251,7 +254,7 @@ export async function eventually<T>(
     }
     if (Date.now() > deadline) {
       throw new Error(
-        `condition not met within ${timeoutMs} ms${lastError === undefined ? '' : `: ${String(lastError)}`}`,
+        `condition not met within ${timeoutMs} ms${lastError === undefined ? '' : `: ${describeError(lastError)}`}`,
       );
     }
     await new Promise((r) => setTimeout(r, intervalMs));

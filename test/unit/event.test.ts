@@ -5,6 +5,7 @@ import {
   DEFAULT_EVENT_LIMITS,
   encodeEvent,
   EVENT_TYPES,
+  RESERVED_ID_PREFIX,
   type EventLimits,
   type OrderEvent,
 } from '../../src/contract/event.js';
@@ -25,11 +26,14 @@ function encodeError(event: unknown, limits: EventLimits = LIMITS): ValidationEr
 
 // --- arbitraries -------------------------------------------------------------------------
 
-const eventId = fc.string({
-  unit: fc.integer({ min: 0x21, max: 0x7e }).map((c) => String.fromCharCode(c)),
-  minLength: 1,
-  maxLength: 128,
-});
+// Printable ASCII without spaces, not starting with the prefix reserved for the fleet's ids.
+const eventId = fc
+  .string({
+    unit: fc.integer({ min: 0x21, max: 0x7e }).map((c) => String.fromCharCode(c)),
+    minLength: 1,
+    maxLength: 128,
+  })
+  .filter((id) => !id.startsWith(RESERVED_ID_PREFIX));
 const item = fc
   .oneof(
     fc.integer({ min: -1000, max: 1000 }),
@@ -318,5 +322,18 @@ describe('PAYLOAD_TOO_LARGE', () => {
     const err = encodeError(big);
     expect(err.code).toBe(ErrorCode.PayloadTooLarge);
     expect(err.details).toEqual({ bytes: json(big).byteLength, max: 16 * 1024 });
+  });
+});
+
+describe('reserved id prefix', () => {
+  it("rejects event ids starting with '~' (the fleet's own message ids) and names the rule", () => {
+    for (const id of ['~', '~tmr-1-q1', '~x']) {
+      expect(() => encodeEvent({ id, type: 'order.created' }, DEFAULT_EVENT_LIMITS)).toThrow(
+        /reserved/u,
+      );
+    }
+    expect(encodeEvent({ id: 'a~b', type: 'order.created' }, DEFAULT_EVENT_LIMITS).event.id).toBe(
+      'a~b',
+    );
   });
 });

@@ -10,7 +10,7 @@ import {
   partitionFilter,
 } from '../../src/contract/subjects.js';
 import { ErrorCode, ValidationError } from '../../src/errors.js';
-import { orderEntryDecoder } from '../../src/orders/order-log.js';
+import { orderEntryDecoder, timerSubject } from '../../src/orders/order-log.js';
 import { thrownBy, validCustomerId } from './helpers.js';
 
 const P = 32;
@@ -266,10 +266,87 @@ describe('orderEntryDecoder', () => {
     });
   });
 
-  it('rejects reserved 4-token subjects', () => {
-    const err = thrownBy(() => decode(`orders.${p('john')}.john.timer`, payload), ValidationError);
-    expect(err.code).toBe(ErrorCode.InvalidSubject);
-    expect(err.rule).toBe('reserved-subject');
+  const encode = (value: unknown): Uint8Array => new TextEncoder().encode(JSON.stringify(value));
+  const timer = {
+    type: 'summary.timer',
+    window: 3,
+    lastChangeSeq: 5,
+    reason: 'quiet',
+    dueAtMs: 1_700_000_030_000,
+  } as const;
+  const timerAt = `orders.${p('john')}.john.timer`;
+
+  it('rejects 4-token subjects whose entry kind is not timer (reserved for the fleet)', () => {
+    for (const kind of ['deadline', 'summary', 'timers', 'x']) {
+      const subject = `orders.${p('john')}.john.${kind}`;
+      // Whatever the payload: an order event, a timer entry, or garbage.
+      for (const data of [payload, encode(timer), new TextEncoder().encode('nope')]) {
+        const err = thrownBy(() => decode(subject, data), ValidationError);
+        expect(err.code).toBe(ErrorCode.InvalidSubject);
+        expect(err.rule).toBe('reserved-subject');
+        expect(err.details).toEqual({ subject });
+      }
+    }
+  });
+
+  it('decodes a .timer subject with a valid timer payload into the timer entry', () => {
+    expect(timerSubject(names, p('john'), 'john')).toBe(timerAt);
+    expect(decode(timerAt, encode(timer))).toEqual({ customerId: 'john', payload: timer });
+    const max = { ...timer, reason: 'max' } as const;
+    expect(decode(timerAt, encode(max))).toEqual({ customerId: 'john', payload: max });
+    // With a namespace too.
+    const nsDecode = orderEntryDecoder(nsNames, P, DEFAULT_EVENT_LIMITS);
+    const nsSubject = timerSubject(nsNames, p('k'), 'k');
+    expect(nsSubject).toBe(`team-a_1.orders.${p('k')}.k.timer`);
+    expect(nsDecode(nsSubject, encode(timer))).toEqual({ customerId: 'k', payload: timer });
+  });
+
+  it.each<[string, unknown]>([
+    ['an order event', { id: 'e1', type: 'items.added', items: [1, 2] }],
+    ['an empty object', {}],
+    ['null', null],
+    ['another type', { ...timer, type: 'summary.closed' }],
+    ['an unknown reason', { ...timer, reason: 'soon' }],
+    ['window 0', { ...timer, window: 0 }],
+    ['a non-integer lastChangeSeq', { ...timer, lastChangeSeq: 1.5 }],
+    ['a string dueAtMs', { ...timer, dueAtMs: '1700000030000' }],
+    ['a missing field', { type: 'summary.timer', window: 3, reason: 'max', dueAtMs: 1 }],
+    ['an extra field', { ...timer, extra: true }],
+  ])('rejects a .timer subject whose payload is %s with INVALID_EVENT', (_name, value) => {
+    const err = thrownBy(() => decode(timerAt, encode(value)), ValidationError);
+    expect(err.code).toBe(ErrorCode.InvalidEvent);
+    expect(err.rule).toBe('timer-entry');
+    expect(err.cause).toBeInstanceOf(Error);
+  });
+
+  it('rejects a .timer subject whose payload is not JSON with MALFORMED_JSON', () => {
+    for (const data of [
+      new TextEncoder().encode('nope'),
+      new TextEncoder().encode(''),
+      new Uint8Array([0xff, 0xfe, 0x7b, 0x7d]), // not UTF-8
+    ]) {
+      const err = thrownBy(() => decode(timerAt, data), ValidationError);
+      expect(err.code).toBe(ErrorCode.MalformedJson);
+      expect(err.rule).toBe('json');
+    }
+  });
+
+  it('a timer payload on an event subject is not an order event', () => {
+    const err = thrownBy(() => decode(`orders.${p('john')}.john`, encode(timer)), ValidationError);
+    expect(err.code).toBe(ErrorCode.InvalidEvent);
+  });
+
+  it('checks a .timer subject before its payload', () => {
+    const wrong = (p('john') + 1) % P;
+    expect(
+      thrownBy(() => decode(`orders.${wrong}.john.timer`, encode(timer)), ValidationError).code,
+    ).toBe(ErrorCode.WrongPartition);
+    expect(
+      thrownBy(
+        () => decode(`orders.${wrong}.john.timer`, new TextEncoder().encode('nope')),
+        ValidationError,
+      ).code,
+    ).toBe(ErrorCode.WrongPartition);
   });
 
   it('surfaces subject errors before payload errors, and payload errors otherwise', () => {

@@ -1,0 +1,112 @@
+import { createServer, type Server } from 'node:http';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { describeError } from '../errors.js';
+import type { RunnerStats } from '../fleet/partition-runner.js';
+import type { Logger } from '../logging/logger.js';
+
+/** What the admin endpoints read from a worker. */
+export interface AdminTarget {
+  readonly id: string;
+  readonly ready: boolean;
+  stats(): RunnerStats & { readonly partitions: number };
+}
+
+const COUNTERS = {
+  applied: 'entries applied to customer state',
+  skipped: 'entries skipped because they were already applied (redeliveries, replays)',
+  deadLettered: 'messages sent to the dead-letter stream',
+  checkpoints: 'checkpoints written',
+  replayed: 'entries re-applied while recovering from a crash',
+  outputs: 'summaries published',
+  timersFired: 'timer entries appended to the log',
+} as const;
+
+/** Prometheus metrics read from the worker at scrape time (no work on the hot path). */
+export function workerMetrics(target: AdminTarget): Registry {
+  const registry = new Registry();
+  registry.setDefaultLabels({ worker: target.id });
+  collectDefaultMetrics({ register: registry });
+  const seen: Partial<Record<keyof typeof COUNTERS, number>> = {};
+  for (const [key, help] of Object.entries(COUNTERS) as [keyof typeof COUNTERS, string][]) {
+    new Counter({
+      name: `order_fleet_${key.replace(/[A-Z]/gu, (c) => `_${c.toLowerCase()}`)}_total`,
+      help,
+      registers: [registry],
+      collect() {
+        // Worker totals only grow; publish the growth since the last scrape.
+        const now = target.stats()[key];
+        this.inc(Math.max(0, now - (seen[key] ?? 0)));
+        seen[key] = now;
+      },
+    });
+  }
+  const gauges: [string, string, (s: ReturnType<AdminTarget['stats']>) => number][] = [
+    ['order_fleet_partitions_owned', 'partitions this worker runs', (s) => s.partitions],
+    ['order_fleet_resident_customers', 'customers held in memory', (s) => s.resident],
+    ['order_fleet_open_timers', 'customers with an open summary window', (s) => s.openTimers],
+  ];
+  for (const [name, help, read] of gauges) {
+    new Gauge({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        this.set(read(target.stats()));
+      },
+    });
+  }
+  new Gauge({
+    name: 'order_fleet_ready',
+    help: '1 when every partition given to this worker runs and has caught up',
+    registers: [registry],
+    collect() {
+      this.set(target.ready ? 1 : 0);
+    },
+  });
+  return registry;
+}
+
+/**
+ * `/healthz` (liveness: the process and its NATS connection are up), `/readyz` (readiness: every
+ * partition this worker was given runs and has caught up) and `/metrics` (Prometheus).
+ */
+export async function startAdminServer(options: {
+  readonly port: number;
+  readonly host: string;
+  readonly target: AdminTarget;
+  readonly nc: NatsConnection;
+  readonly log: Logger;
+}): Promise<Server> {
+  const registry = workerMetrics(options.target);
+  const server = createServer((req, res) => {
+    const path = (req.url ?? '/').split('?')[0];
+    const reply = (status: number, body: string, type = 'text/plain; charset=utf-8'): void => {
+      res.writeHead(status, { 'content-type': type });
+      res.end(body);
+    };
+    if (path === '/healthz') {
+      const ok = !options.nc.isClosed();
+      reply(ok ? 200 : 503, ok ? 'ok\n' : 'nats connection closed\n');
+    } else if (path === '/readyz') {
+      reply(options.target.ready ? 200 : 503, options.target.ready ? 'ready\n' : 'not ready\n');
+    } else if (path === '/metrics') {
+      registry.metrics().then(
+        (text) => reply(200, text, registry.contentType),
+        (err: unknown) => {
+          options.log.warn({ err: describeError(err) }, 'metrics failed');
+          reply(500, 'metrics failed\n');
+        },
+      );
+    } else {
+      reply(404, 'not found\n');
+    }
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port, options.host, () => resolve());
+  });
+  const address = server.address();
+  options.log.info({ address }, 'admin server listening');
+  return server;
+}

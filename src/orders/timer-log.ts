@@ -1,0 +1,28 @@
+import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
+import type { ResourceNames } from '../contract/names.js';
+import type { PendingTimer } from './aggregator.js';
+import type { OrderEntry } from './order-aggregator.js';
+import { timerSubject } from './order-log.js';
+
+/**
+ * Appends a due timer to the customer's log. The message id is the timer's deterministic id, so
+ * two owners or a retry store one entry. If the server answers "duplicate" but the stored message
+ * is not this timer entry (an id taken by a publisher that ignored the reserved prefix), the
+ * entry is appended again under an id derived from the colliding sequence: the window must close.
+ */
+export function timerAppender(
+  js: JetStreamClient,
+  jsm: JetStreamManager,
+  names: ResourceNames,
+): (partition: number, customerId: string, timer: PendingTimer<OrderEntry>) => Promise<void> {
+  return async (partition, customerId, timer) => {
+    const subject = timerSubject(names, partition, customerId);
+    const data = JSON.stringify(timer.entry);
+    const opts = { expect: { streamName: names.ordersStream } };
+    const ack = await js.publish(subject, data, { ...opts, msgID: timer.id });
+    if (!ack.duplicate) return;
+    const stored = await jsm.streams.getMessage(names.ordersStream, { seq: ack.seq });
+    if (stored !== null && stored.subject === subject) return;
+    await js.publish(subject, data, { ...opts, msgID: `${timer.id}-${ack.seq}` });
+  };
+}

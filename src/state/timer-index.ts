@@ -1,0 +1,61 @@
+import type { KV } from '@nats-io/kv';
+import { z } from 'zod';
+import type { PendingTimer } from '../orders/aggregator.js';
+import { describeError } from '../errors.js';
+import type { Logger } from '../logging/logger.js';
+import { customerIdFromTimerKey, timerKey, timerKeyFilter } from './keys.js';
+
+const StoredTimer = z.object({ dueAtMs: z.number(), id: z.string(), entry: z.unknown() });
+
+/**
+ * Open timers per partition, in the state bucket under `t.<p>.<customer>`. It lets a new owner
+ * find every open window of its partitions — including customers that are not in anybody's
+ * memory — by reading one small entry each, without loading every customer's state. Entries are
+ * written at checkpoints (before the watermark) and deleted when the window closes.
+ */
+export class TimerIndex<E> {
+  constructor(
+    private readonly kv: KV,
+    private readonly decodeEntry: (raw: unknown) => E,
+    private readonly log: Logger,
+  ) {}
+
+  async load(partition: number): Promise<Map<string, PendingTimer<E>>> {
+    const out = new Map<string, PendingTimer<E>>();
+    // history() on a bucket with history 1 yields each key's current entry once, then ends.
+    for await (const entry of await this.kv.history({ key: timerKeyFilter(partition) })) {
+      const customerId = customerIdFromTimerKey(entry.key);
+      if (customerId === undefined) continue;
+      if (entry.operation !== 'PUT') {
+        out.delete(customerId);
+        continue;
+      }
+      // An entry this version cannot read (corrupt, or written by a newer version) is skipped,
+      // never fatal: the customer's own state re-creates its timer when the customer is touched.
+      try {
+        const stored = StoredTimer.parse(entry.json());
+        out.set(customerId, {
+          dueAtMs: stored.dueAtMs,
+          id: stored.id,
+          entry: this.decodeEntry(stored.entry),
+        });
+      } catch (err) {
+        this.log.warn(
+          { partition, key: entry.key, err: describeError(err) },
+          'unreadable timer index entry skipped',
+        );
+      }
+    }
+    return out;
+  }
+
+  async save(
+    partition: number,
+    customerId: string,
+    timer: PendingTimer<E> | undefined,
+  ): Promise<void> {
+    const key = timerKey(partition, customerId);
+    if (timer === undefined) await this.kv.delete(key);
+    else await this.kv.put(key, JSON.stringify(timer));
+  }
+}

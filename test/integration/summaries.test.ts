@@ -1,0 +1,849 @@
+// Summary windows end to end: a real nats-server, real worker processes, events published with the
+// SDK in timed bursts. Every test checks outcomes, never timing:
+// - the NOTIFICATIONS stream holds exactly one message per summaryId (Nats-Msg-Id = summaryId);
+// - the summaries equal an independent re-fold of the ORDERS log (changes + the timer entries the
+//   fleet appended), so every change belongs to exactly one window and windows never overlap;
+// - each burst (bursts of a customer are ≥ 3 quiet periods apart, actions in a burst ≤ Q/5 apart)
+//   is exactly one window with the net change, contents and sequence range the test expects;
+// - no window closed early (closedAt ≥ last change + Q for quiet, ≥ opened + M for max).
+// Waiting is outcome based too: until every customer's stored state has applied its last change
+// and has no window open, after which no summary can be missing.
+
+import { setTimeout as sleep } from 'node:timers/promises';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { Kvm } from '@nats-io/kv';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import { partitionOf } from '../../src/contract/partition.js';
+import { OrderPublisher, type OrderEventInput } from '../../src/publisher/order-publisher.js';
+import { customerKey, customerIdFromTimerKey, timerKeyFilter } from '../../src/state/keys.js';
+import {
+  eventually,
+  provision,
+  silentLogger,
+  spawnWorker,
+  waitReady,
+  type LogLine,
+  type TestDeployment,
+  type WorkerProcess,
+} from '../support/fleet.js';
+import { rng } from '../support/model.js';
+import { startNatsServer, type NatsServerHandle } from '../support/nats-server.js';
+
+// ---------------------------------------------------------------------------------------------
+// Helpers. Test files cannot import each other, so the failover and notifier files carry their
+// own copy of the few they need.
+// ---------------------------------------------------------------------------------------------
+
+const SummarySchema = z.strictObject({
+  summaryId: z.string(),
+  customerId: z.string(),
+  added: z.array(z.number().int()),
+  removed: z.array(z.number().int()),
+  contents: z.array(z.number().int()),
+  firstSeq: z.number().int(),
+  lastSeq: z.number().int(),
+  openedAt: z.string(),
+  closedAt: z.string(),
+  reason: z.enum(['quiet', 'max']),
+});
+type Summary = z.infer<typeof SummarySchema>;
+
+interface StoredMessage {
+  readonly seq: number;
+  readonly subject: string;
+  readonly timeMs: number;
+  readonly header: (name: string) => string | undefined;
+  readonly json: unknown;
+}
+
+/** Every message of a stream, in order, through an ordered consumer. */
+async function readStream(nc: NatsConnection, stream: string): Promise<StoredMessage[]> {
+  const jsm = await jetstreamManager(nc);
+  const info = await jsm.streams.info(stream);
+  if (info.state.messages === 0) return [];
+  const consumer = await jetstream(nc).consumers.get(stream);
+  const messages = await consumer.consume();
+  const out: StoredMessage[] = [];
+  for await (const m of messages) {
+    const headers = m.headers;
+    out.push({
+      seq: m.seq,
+      subject: m.subject,
+      timeMs: Math.floor(m.info.timestampNanos / 1e6),
+      header: (name) => headers?.get(name) || undefined,
+      json: m.json<unknown>(),
+    });
+    if (m.info.pending === 0) break;
+  }
+  await messages.close();
+  return out;
+}
+
+interface NotificationsView {
+  readonly summaries: readonly Summary[];
+  /** Messages stored per summaryId: must be 1 each. */
+  readonly copies: ReadonlyMap<string, number>;
+  /** Messages whose Nats-Msg-Id or subject does not match their body. */
+  readonly mismatched: readonly string[];
+}
+
+async function readNotifications(dep: TestDeployment): Promise<NotificationsView> {
+  const copies = new Map<string, number>();
+  const mismatched: string[] = [];
+  const summaries: Summary[] = [];
+  for (const m of await readStream(dep.nc, dep.names.notificationsStream)) {
+    const s = SummarySchema.parse(m.json);
+    summaries.push(s);
+    copies.set(s.summaryId, (copies.get(s.summaryId) ?? 0) + 1);
+    if (m.header('Nats-Msg-Id') !== s.summaryId) mismatched.push(`${s.summaryId}: msg id`);
+    if (m.subject !== `${dep.names.notificationsPrefix}.${s.customerId}`)
+      mismatched.push(`${s.summaryId}: subject ${m.subject}`);
+  }
+  return { summaries, copies, mismatched };
+}
+
+type LogPayload =
+  | { readonly kind: 'change'; readonly type: string; readonly items: readonly number[] }
+  | { readonly kind: 'created' }
+  | {
+      readonly kind: 'timer';
+      readonly window: number;
+      readonly lastChangeSeq: number;
+      readonly reason: 'quiet' | 'max';
+      readonly dueAtMs: number;
+    };
+
+interface LogRecord {
+  readonly seq: number;
+  readonly timeMs: number;
+  readonly customerId: string;
+  readonly payload: LogPayload;
+}
+
+const EventJson = z.object({ type: z.string(), items: z.array(z.number().int()).optional() });
+const TimerJson = z.object({
+  type: z.literal('summary.timer'),
+  window: z.number().int(),
+  lastChangeSeq: z.number().int(),
+  reason: z.enum(['quiet', 'max']),
+  dueAtMs: z.number().int(),
+});
+
+/** The ORDERS log as the test reads it (subjects `<prefix>.<p>.<customer>[.timer]`). */
+async function readOrdersLog(dep: TestDeployment): Promise<LogRecord[]> {
+  const prefix = `${dep.names.ordersPrefix}.`;
+  return (await readStream(dep.nc, dep.names.ordersStream)).map((m) => {
+    const [, customerId = '', kind] = m.subject.slice(prefix.length).split('.');
+    if (kind === 'timer') {
+      const t = TimerJson.parse(m.json);
+      return { seq: m.seq, timeMs: m.timeMs, customerId, payload: { kind: 'timer', ...t } };
+    }
+    const e = EventJson.parse(m.json);
+    const payload: LogPayload =
+      e.type === 'order.created'
+        ? { kind: 'created' }
+        : { kind: 'change', type: e.type, items: e.items ?? [] };
+    return { seq: m.seq, timeMs: m.timeMs, customerId, payload };
+  });
+}
+
+const sortNums = (xs: readonly number[]): number[] => [...xs].sort((a, b) => a - b);
+
+/** Multiset difference a - b (as a sorted list). */
+function minus(a: readonly number[], b: readonly number[]): number[] {
+  const left = [...b];
+  const out: number[] = [];
+  for (const x of a) {
+    const at = left.indexOf(x);
+    if (at >= 0) left.splice(at, 1);
+    else out.push(x);
+  }
+  return sortNums(out);
+}
+
+function applyChange(items: number[], type: string, changed: readonly number[]): number[] {
+  if (type === 'items.added') return [...items, ...changed];
+  if (type === 'order.cleared') return [];
+  const next = [...items];
+  for (const x of changed) {
+    const at = next.indexOf(x);
+    if (at >= 0) next.splice(at, 1);
+  }
+  return next;
+}
+
+/**
+ * Independent re-fold of the log: which summaries the entries in it imply. A change opens or
+ * extends a window; a timer entry closes the window it names, a quiet one only if it saw the last
+ * change. Net-empty windows produce nothing.
+ */
+function summariesFromLog(log: readonly LogRecord[]): Summary[] {
+  interface Open {
+    openedSeq: number;
+    openedAtMs: number;
+    lastChangeSeq: number;
+    base: number[];
+  }
+  const items = new Map<string, number[]>();
+  const open = new Map<string, Open>();
+  const out: Summary[] = [];
+  for (const r of log) {
+    const p = r.payload;
+    const current = items.get(r.customerId) ?? [];
+    if (p.kind === 'created') continue;
+    if (p.kind === 'change') {
+      const w = open.get(r.customerId);
+      if (w === undefined)
+        open.set(r.customerId, {
+          openedSeq: r.seq,
+          openedAtMs: r.timeMs,
+          lastChangeSeq: r.seq,
+          base: current,
+        });
+      else w.lastChangeSeq = r.seq;
+      items.set(r.customerId, applyChange(current, p.type, p.items));
+      continue;
+    }
+    const w = open.get(r.customerId);
+    if (w === undefined || w.openedSeq !== p.window) continue;
+    if (p.reason === 'quiet' && w.lastChangeSeq !== p.lastChangeSeq) continue;
+    open.delete(r.customerId);
+    const added = minus(current, w.base);
+    const removed = minus(w.base, current);
+    if (added.length + removed.length === 0) continue;
+    out.push({
+      summaryId: `sum-${w.openedSeq}`,
+      customerId: r.customerId,
+      added,
+      removed,
+      contents: current,
+      firstSeq: w.openedSeq,
+      lastSeq: w.lastChangeSeq,
+      openedAt: new Date(w.openedAtMs).toISOString(),
+      closedAt: new Date(r.timeMs).toISOString(),
+      reason: p.reason,
+    });
+  }
+  return out;
+}
+
+const normalize = (s: Summary): Summary => ({
+  ...s,
+  added: sortNums(s.added),
+  removed: sortNums(s.removed),
+});
+const byId = (a: Summary, b: Summary): number => a.firstSeq - b.firstSeq;
+
+interface Policy {
+  readonly quietMs: number;
+  readonly maxMs: number;
+}
+
+/**
+ * The invariants every run must keep, whatever happened to the fleet: one stored copy per id,
+ * ids and subjects consistent, exactly the summaries the log implies, none closed early.
+ */
+async function checkNotifications(
+  dep: TestDeployment,
+  policy: Policy,
+): Promise<{ summaries: Summary[]; log: LogRecord[] }> {
+  const view = await readNotifications(dep);
+  const log = await readOrdersLog(dep);
+  expect(view.mismatched).toEqual([]);
+  const repeated = [...view.copies].filter(([, n]) => n !== 1);
+  expect(repeated, 'summaryIds stored more than once').toEqual([]);
+  const summaries = view.summaries.map(normalize).sort(byId);
+  expect(summaries).toEqual(summariesFromLog(log).sort(byId));
+  const bySeq = new Map(log.map((r) => [r.seq, r]));
+  for (const s of summaries) {
+    expect(s.summaryId).toBe(`sum-${s.firstSeq}`);
+    const last = bySeq.get(s.lastSeq);
+    const first = bySeq.get(s.firstSeq);
+    if (last === undefined || first === undefined) throw new Error(`${s.summaryId}: no entry`);
+    const closedAt = Date.parse(s.closedAt);
+    if (s.reason === 'quiet') expect(closedAt).toBeGreaterThanOrEqual(last.timeMs + policy.quietMs);
+    else expect(closedAt).toBeGreaterThanOrEqual(first.timeMs + policy.maxMs);
+  }
+  return { summaries, log };
+}
+
+interface Sent {
+  readonly customerId: string;
+  readonly round: number;
+  readonly event: OrderEventInput;
+  readonly seq: number;
+}
+
+/** Publishes bursts: customers in parallel, the events of one burst `gapMs` apart, in order. */
+class Driver {
+  readonly sent: Sent[] = [];
+  readonly #publisher: OrderPublisher;
+
+  constructor(dep: TestDeployment) {
+    this.#publisher = new OrderPublisher(dep.nc, {
+      names: dep.names,
+      partitions: dep.partitions,
+      limits: { maxPayloadBytes: 16 * 1024, maxItemsPerEvent: 1000 },
+      maxInFlight: 256,
+      maxAttempts: 60,
+      timeoutMs: 5000,
+      log: silentLogger,
+    });
+  }
+
+  async round(
+    round: number,
+    bursts: ReadonlyMap<string, readonly OrderEventInput[]>,
+    gapMs: number,
+  ): Promise<void> {
+    await Promise.all(
+      [...bursts].map(async ([customerId, events]) => {
+        for (const [i, event] of events.entries()) {
+          if (i > 0 && gapMs > 0) await sleep(gapMs);
+          const { seq } = await this.#publisher.publish(customerId, event);
+          this.sent.push({ customerId, round, event, seq });
+        }
+      }),
+    );
+  }
+
+  /** Sequence of each customer's last change (what a closed, checkpointed state must have seen). */
+  lastChangeSeqs(): Map<string, number> {
+    const out = new Map<string, number>();
+    for (const s of this.sent) {
+      if (s.event.type === 'order.created') continue;
+      out.set(s.customerId, Math.max(out.get(s.customerId) ?? 0, s.seq));
+    }
+    return out;
+  }
+
+  async close(): Promise<void> {
+    await this.#publisher.close();
+  }
+}
+
+interface ExpectedWindow {
+  readonly summaryId: string;
+  readonly customerId: string;
+  readonly firstSeq: number;
+  readonly lastSeq: number;
+  readonly added: number[];
+  readonly removed: number[];
+  readonly contents: number[];
+}
+
+/**
+ * What each burst must come to, from the published events alone: one window per (customer,
+ * round) from its first to its last change, with the net change against the contents before it.
+ * Net-empty bursts are returned separately: they must send nothing.
+ */
+function expectedFromBursts(sent: readonly Sent[]): {
+  windows: ExpectedWindow[];
+  netEmpty: string[];
+} {
+  const windows: ExpectedWindow[] = [];
+  const netEmpty: string[] = [];
+  const customers = new Map<string, Sent[]>();
+  for (const s of sent) customers.set(s.customerId, [...(customers.get(s.customerId) ?? []), s]);
+  for (const [customerId, events] of customers) {
+    events.sort((a, b) => a.seq - b.seq);
+    let items: number[] = [];
+    const rounds = [...new Set(events.map((e) => e.round))];
+    for (const round of rounds) {
+      const changes = events.filter((e) => e.round === round && e.event.type !== 'order.created');
+      const before = items;
+      for (const c of changes) {
+        const e = c.event;
+        items = applyChange(items, e.type, 'items' in e ? e.items : []);
+      }
+      const first = changes[0];
+      const last = changes[changes.length - 1];
+      if (first === undefined || last === undefined) continue;
+      const added = minus(items, before);
+      const removed = minus(before, items);
+      if (added.length + removed.length === 0) {
+        netEmpty.push(`sum-${first.seq}`);
+        continue;
+      }
+      windows.push({
+        summaryId: `sum-${first.seq}`,
+        customerId,
+        firstSeq: first.seq,
+        lastSeq: last.seq,
+        added,
+        removed,
+        contents: items,
+      });
+    }
+  }
+  return { windows: windows.sort((a, b) => a.firstSeq - b.firstSeq), netEmpty };
+}
+
+const WindowState = z.object({
+  lastSeq: z.number().int(),
+  state: z.object({ window: z.unknown() }),
+});
+
+/** Waits until every customer's stored state applied its last change and has no window open. */
+async function waitAllClosed(
+  dep: TestDeployment,
+  lastChange: ReadonlyMap<string, number>,
+  timeoutMs = 60_000,
+): Promise<void> {
+  const kv = await new Kvm(dep.nc).open(dep.names.stateBucket);
+  await eventually(
+    async () => {
+      for (const [customerId, seq] of lastChange) {
+        const entry = await kv.get(
+          customerKey(partitionOf(customerId, dep.partitions), customerId),
+        );
+        if (entry === null || entry.operation !== 'PUT') throw new Error(`${customerId}: no state`);
+        const stored = WindowState.parse(entry.json());
+        if (stored.lastSeq < seq) throw new Error(`${customerId}: at ${stored.lastSeq} < ${seq}`);
+        if (stored.state.window !== null) throw new Error(`${customerId}: window open`);
+      }
+      return true;
+    },
+    timeoutMs,
+    200,
+  );
+}
+
+/** Customers with an open timer in the KV index right now. */
+async function indexedTimers(dep: TestDeployment): Promise<Set<string>> {
+  const kv = await new Kvm(dep.nc).open(dep.names.stateBucket);
+  const out = new Set<string>();
+  for (let p = 0; p < dep.partitions; p++) {
+    for await (const key of await kv.keys(timerKeyFilter(p))) {
+      const entry = await kv.get(key);
+      const id = customerIdFromTimerKey(key);
+      if (entry !== null && entry.operation === 'PUT' && id !== undefined) out.add(id);
+    }
+  }
+  return out;
+}
+
+/** Compares the summaries with the burst expectations: every burst exactly one window. */
+function expectBurstWindows(
+  summaries: readonly Summary[],
+  log: readonly LogRecord[],
+  sent: readonly Sent[],
+): void {
+  const { windows, netEmpty } = expectedFromBursts(sent);
+  expect(
+    summaries.map(({ summaryId, customerId, firstSeq, lastSeq, added, removed, contents }) => ({
+      summaryId,
+      customerId,
+      firstSeq,
+      lastSeq,
+      added,
+      removed,
+      contents,
+    })),
+  ).toEqual(windows);
+  const ids = new Set(summaries.map((s) => s.summaryId));
+  expect(netEmpty.filter((id) => ids.has(id))).toEqual([]);
+  const bySeq = new Map(log.map((r) => [r.seq, r]));
+  for (const s of summaries) {
+    expect(s.reason).toBe('quiet');
+    expect(s.openedAt).toBe(new Date(bySeq.get(s.firstSeq)?.timeMs ?? 0).toISOString());
+  }
+}
+
+const summaryLogs = (w: WorkerProcess): LogLine[] =>
+  w.logs().filter((l) => l.msg === 'summary published');
+
+// ---------------------------------------------------------------------------------------------
+
+let server: NatsServerHandle;
+const workers: WorkerProcess[] = [];
+const deployments: TestDeployment[] = [];
+const drivers: Driver[] = [];
+
+beforeAll(async () => {
+  server = await startNatsServer();
+});
+
+afterEach(async () => {
+  for (const w of workers.splice(0)) {
+    w.signal('SIGCONT');
+    await w.stop('SIGKILL');
+  }
+  for (const d of drivers.splice(0)) await d.close();
+  for (const d of deployments.splice(0)) await d.close();
+});
+
+afterAll(async () => {
+  await server.cleanup();
+});
+
+async function deploy(env: Record<string, string>): Promise<{ dep: TestDeployment; d: Driver }> {
+  const dep = await provision(server.url, { isolate: true, partitions: 8, env });
+  deployments.push(dep);
+  const d = new Driver(dep);
+  drivers.push(d);
+  return { dep, d };
+}
+
+function worker(dep: TestDeployment, id: string, env: Record<string, string> = {}): WorkerProcess {
+  const w = spawnWorker(dep, id, env);
+  workers.push(w);
+  return w;
+}
+
+/** A burst for a customer: a few adds, sometimes a removal of something it holds, or a clear. */
+function randomBurst(random: () => number, holding: readonly number[]): OrderEventInput[] {
+  const n = 1 + Math.floor(random() * 3);
+  const out: OrderEventInput[] = [];
+  for (let i = 0; i < n; i++) {
+    const roll = random();
+    const pick = holding[Math.floor(random() * holding.length)];
+    if (roll < 0.6 || pick === undefined)
+      out.push({
+        type: 'items.added',
+        items: [Math.floor(random() * 9), Math.floor(random() * 9)],
+      });
+    else if (roll < 0.9) out.push({ type: 'items.removed', items: [pick] });
+    else out.push({ type: 'order.cleared' });
+  }
+  return out;
+}
+
+function contentsOf(sent: readonly Sent[], customerId: string): number[] {
+  let items: number[] = [];
+  for (const s of [...sent].sort((a, b) => a.seq - b.seq)) {
+    if (s.customerId !== customerId || s.event.type === 'order.created') continue;
+    items = applyChange(items, s.event.type, 'items' in s.event ? s.event.items : []);
+  }
+  return items;
+}
+
+const Q = 500;
+const M = 2500;
+const SUMMARY_ENV = {
+  SUMMARY_QUIET_MS: String(Q),
+  SUMMARY_MAX_MS: String(M),
+  TIMER_TICK_MS: '50',
+};
+/**
+ * Bursts of one customer are at least 3 Q apart, and the next one only starts once the previous
+ * window is closed (the stored state says so), so a slow owner cannot merge two bursts; actions
+ * within a burst are ≤ Q/5 apart.
+ */
+const BETWEEN_BURSTS_MS = 3 * Q;
+const IN_BURST_MS = Q / 10;
+
+async function nextBurst(dep: TestDeployment, d: Driver): Promise<void> {
+  await Promise.all([waitAllClosed(dep, d.lastChangeSeqs()), sleep(BETWEEN_BURSTS_MS)]);
+}
+
+describe('summary windows', () => {
+  it('bursts separated by more than the quiet period give one summary each, with the exact net change', async () => {
+    const { dep, d } = await deploy(SUMMARY_ENV);
+    const w = worker(dep, 'w-bursts');
+    await waitReady(w);
+    const random = rng(7);
+    const customers = Array.from({ length: 10 }, (_, i) => `burst-${i}`);
+    for (let round = 0; round < 4; round++) {
+      if (round > 0) await nextBurst(dep, d);
+      const bursts = new Map(
+        customers.map((c) => [c, randomBurst(random, contentsOf(d.sent, c))] as const),
+      );
+      // order.created is not a change: it neither opens nor extends a window.
+      if (round === 0)
+        bursts.set('burst-0', [{ type: 'order.created' }, ...(bursts.get('burst-0') ?? [])]);
+      await d.round(round, bursts, IN_BURST_MS);
+    }
+    await waitAllClosed(dep, d.lastChangeSeqs());
+    const { summaries, log } = await checkNotifications(dep, { quietMs: Q, maxMs: M });
+    expectBurstWindows(summaries, log, d.sent);
+    expect(summaries.length).toBeGreaterThan(20);
+    // The worker published each once, none as a duplicate.
+    const published = summaryLogs(w);
+    expect(published.filter((l) => l['duplicate'] === true)).toEqual([]);
+    expect(new Set(published.map((l) => l['summaryId'])).size).toBe(summaries.length);
+  });
+
+  it('actions closer than the quiet period merge into one window', async () => {
+    const quiet = 900;
+    const { dep, d } = await deploy({
+      ...SUMMARY_ENV,
+      SUMMARY_QUIET_MS: String(quiet),
+      SUMMARY_MAX_MS: '8000',
+    });
+    await waitReady(worker(dep, 'w-merge'));
+    // Six actions a quarter of the quiet period apart: one window, not six.
+    const events: OrderEventInput[] = [
+      { type: 'items.added', items: [1, 2] },
+      { type: 'items.added', items: [3] },
+      { type: 'items.removed', items: [1] },
+      { type: 'items.added', items: [4, 4] },
+      { type: 'items.removed', items: [9] },
+      { type: 'items.added', items: [5] },
+    ];
+    await d.round(0, new Map([['merge-1', events]]), quiet / 4);
+    await waitAllClosed(dep, d.lastChangeSeqs());
+    const { summaries, log } = await checkNotifications(dep, { quietMs: quiet, maxMs: 8000 });
+    // Precondition of the scenario, checked on the stream's own clock: every gap stayed < Q.
+    const times = log.filter((r) => r.payload.kind === 'change').map((r) => r.timeMs);
+    const gaps = times.slice(1).map((t, i) => t - (times[i] ?? t));
+    expect(Math.max(...gaps), 'publisher stalled for a whole quiet period').toBeLessThan(quiet);
+    expect(summaries).toHaveLength(1);
+    expect(summaries[0]).toMatchObject({
+      firstSeq: d.sent[0]?.seq,
+      lastSeq: d.sent[5]?.seq,
+      added: [2, 3, 4, 4, 5],
+      removed: [],
+      contents: [2, 3, 4, 4, 5],
+      reason: 'quiet',
+    });
+  });
+
+  it('a customer who never stops changing gets a summary every max period', async () => {
+    const quiet = 600;
+    const max = 2000;
+    const { dep, d } = await deploy({
+      ...SUMMARY_ENV,
+      SUMMARY_QUIET_MS: String(quiet),
+      SUMMARY_MAX_MS: String(max),
+    });
+    await waitReady(worker(dep, 'w-max'));
+    // A change every Q/3 for well over 2 M.
+    const events: OrderEventInput[] = Array.from({ length: 36 }, (_, i) => ({
+      type: 'items.added' as const,
+      items: [i],
+    }));
+    await d.round(0, new Map([['busy-1', events]]), quiet / 3);
+    await waitAllClosed(dep, d.lastChangeSeqs());
+    const { summaries, log } = await checkNotifications(dep, { quietMs: quiet, maxMs: max });
+    const changes = log.filter((r) => r.payload.kind === 'change');
+    const span = (changes[changes.length - 1]?.timeMs ?? 0) - (changes[0]?.timeMs ?? 0);
+    expect(span, 'the scenario must run for more than 2 M').toBeGreaterThan(2 * max);
+    // A quiet close is only legitimate after a real pause (the publisher stalling for Q).
+    const timeOf = new Map(changes.map((r) => [r.seq, r.timeMs]));
+    const nextChange = (seq: number): number | undefined =>
+      changes.find((r) => r.seq > seq)?.timeMs;
+    for (const s of summaries.slice(0, -1)) {
+      if (s.reason === 'quiet') {
+        const next = nextChange(s.lastSeq);
+        expect((next ?? Infinity) - (timeOf.get(s.lastSeq) ?? 0)).toBeGreaterThanOrEqual(quiet);
+      }
+    }
+    expect(summaries.filter((s) => s.reason === 'max').length).toBeGreaterThanOrEqual(2);
+    expect(summaries[summaries.length - 1]?.reason).toBe('quiet');
+    // Consecutive windows tile the changes: each starts with the change after the previous one.
+    expect(summaries[0]?.firstSeq).toBe(changes[0]?.seq);
+    for (const [i, s] of summaries.entries()) {
+      const prev = summaries[i - 1];
+      if (prev !== undefined)
+        expect(s.firstSeq).toBe(changes.find((r) => r.seq > prev.lastSeq)?.seq);
+    }
+    expect(summaries[summaries.length - 1]?.lastSeq).toBe(changes[changes.length - 1]?.seq);
+    expect(summaries[summaries.length - 1]?.contents).toEqual(events.map((_, i) => i));
+    // Every window's added is exactly the items of its changes (one each, in order).
+    for (const s of summaries) {
+      const own = changes.filter((r) => r.seq >= s.firstSeq && r.seq <= s.lastSeq);
+      expect(s.added).toEqual(
+        sortNums(own.flatMap((r) => (r.payload.kind === 'change' ? r.payload.items : []))),
+      );
+    }
+  });
+
+  it('a net-empty window sends nothing', async () => {
+    const { dep, d } = await deploy(SUMMARY_ENV);
+    await waitReady(worker(dep, 'w-empty'));
+    await d.round(
+      0,
+      new Map<string, OrderEventInput[]>([
+        [
+          'empty-1',
+          [
+            { type: 'items.added', items: [1] },
+            { type: 'items.removed', items: [1] },
+          ],
+        ],
+        ['empty-2', [{ type: 'items.removed', items: [4] }]], // absent: nothing changes
+        ['empty-3', [{ type: 'order.cleared' }]], // clearing nothing
+        ['full-1', [{ type: 'items.added', items: [1, 1] }]],
+      ]),
+      IN_BURST_MS,
+    );
+    await nextBurst(dep, d);
+    await d.round(
+      1,
+      new Map<string, OrderEventInput[]>([
+        // clear then add back the same: net-empty
+        ['full-1', [{ type: 'order.cleared' }, { type: 'items.added', items: [1, 1] }]],
+        ['empty-1', [{ type: 'items.added', items: [2] }]],
+      ]),
+      IN_BURST_MS,
+    );
+    await waitAllClosed(dep, d.lastChangeSeqs());
+    const { summaries, log } = await checkNotifications(dep, { quietMs: Q, maxMs: M });
+    expectBurstWindows(summaries, log, d.sent);
+    expect(summaries.map((s) => [s.customerId, s.added, s.removed])).toEqual([
+      ['full-1', [1, 1], []],
+      ['empty-1', [2], []],
+    ]);
+    // The empty windows did close (a timer entry was applied), they just sent nothing.
+    expect(
+      log.filter((r) => r.payload.kind === 'timer' && r.customerId.startsWith('empty-')).length,
+    ).toBeGreaterThanOrEqual(4);
+  });
+
+  it('timers fire for customers that are not in memory (passivated)', async () => {
+    // One customer per partition in memory: every window closes on a customer loaded again.
+    const { dep, d } = await deploy({ ...SUMMARY_ENV, MAX_CUSTOMERS_IN_MEMORY: '8' });
+    await waitReady(worker(dep, 'w-passive'));
+    const random = rng(11);
+    const customers = Array.from({ length: 60 }, (_, i) => `passive-${i}`);
+    for (let round = 0; round < 2; round++) {
+      if (round > 0) await nextBurst(dep, d);
+      await d.round(
+        round,
+        new Map(customers.map((c) => [c, randomBurst(random, contentsOf(d.sent, c))] as const)),
+        IN_BURST_MS,
+      );
+    }
+    await waitAllClosed(dep, d.lastChangeSeqs());
+    const { summaries, log } = await checkNotifications(dep, { quietMs: Q, maxMs: M });
+    expectBurstWindows(summaries, log, d.sent);
+    expect(summaries.length).toBeGreaterThan(60);
+  });
+
+  it('windows open when the whole fleet stops close once after a cold start', async () => {
+    const quiet = 4000;
+    const env = { ...SUMMARY_ENV, SUMMARY_QUIET_MS: String(quiet), SUMMARY_MAX_MS: '60000' };
+    const { dep, d } = await deploy(env);
+    const a = worker(dep, 'cold-a');
+    await waitReady(a);
+    const b = worker(dep, 'cold-b');
+    await waitReady(b);
+    const random = rng(3);
+    const customers = Array.from({ length: 40 }, (_, i) => `cold-${i}`);
+    await d.round(
+      0,
+      new Map(customers.map((c) => [c, randomBurst(random, [])] as const)),
+      IN_BURST_MS,
+    );
+    // Every window is open and indexed before the fleet goes down.
+    await eventually(
+      async () => ((await indexedTimers(dep)).size === customers.length ? true : undefined),
+      20_000,
+    );
+    await Promise.all([a.stop('SIGTERM'), b.stop('SIGTERM')]);
+    expect((await a.exited).code).toBe(0);
+    expect((await b.exited).code).toBe(0);
+    const before = await readNotifications(dep);
+    expect(before.summaries, 'windows must still be open when the fleet stops').toEqual([]);
+    expect((await indexedTimers(dep)).size).toBe(customers.length);
+
+    // A fresh fleet that holds almost nobody in memory: the index is how it finds the windows.
+    const fresh = { MAX_CUSTOMERS_IN_MEMORY: '8' };
+    const c = worker(dep, 'cold-c', fresh);
+    const e = worker(dep, 'cold-e', fresh);
+    await Promise.all([waitReady(c), waitReady(e)]);
+    await waitAllClosed(dep, d.lastChangeSeqs());
+    const { summaries, log } = await checkNotifications(dep, { quietMs: quiet, maxMs: 60_000 });
+    expectBurstWindows(summaries, log, d.sent);
+    expect(summaries).toHaveLength(customers.length);
+    // Clean handoff: nothing was replayed, and the index is empty again.
+    const caughtUp = [...c.logs(), ...e.logs()].filter((l) => l.msg === 'partition caught up');
+    expect(caughtUp.length).toBeGreaterThanOrEqual(dep.partitions);
+    expect(caughtUp.filter((l) => l['replayed'] !== 0)).toEqual([]);
+    expect([...summaryLogs(c), ...summaryLogs(e)].filter((l) => l['duplicate'] === true)).toEqual(
+      [],
+    );
+    await eventually(
+      async () => ((await indexedTimers(dep)).size === 0 ? true : undefined),
+      10_000,
+    );
+  });
+
+  // Timer entries share the ORDERS stream's duplicate window with publishers' event ids. Timer
+  // ids start with the reserved '~'; a publisher that ignores the contract (raw NATS, not the
+  // SDK) and takes a future timer id must still not swallow the timer: the worker sees that the
+  // "duplicate" is not its entry and appends the timer under another id.
+  it('a raw publish that takes a timer id does not swallow the timer', async () => {
+    const { dep, d } = await deploy(SUMMARY_ENV);
+    await waitReady(worker(dep, 'w-collide-1'));
+    await d.round(0, new Map([['victim-1', [{ type: 'items.added', items: [1] }]]]), 0);
+    const seq = d.sent[0]?.seq ?? 0;
+    // Another customer's event, published raw, whose message id is the victim's quiet timer id.
+    const other = 'other-1';
+    const ack = await jetstream(dep.nc).publish(
+      `${dep.names.ordersPrefix}.${partitionOf(other, dep.partitions)}.${other}`,
+      JSON.stringify({ id: 'raw-1', type: 'items.added', items: [2] }),
+      { msgID: `~tmr-${seq}-q${seq}` },
+    );
+    expect(ack.duplicate).toBe(false);
+    await waitAllClosed(dep, new Map([['victim-1', seq]]), 15_000);
+    const { summaries } = await checkNotifications(dep, { quietMs: Q, maxMs: M });
+    expect(summaries.filter((s) => s.customerId === 'victim-1').map((s) => s.firstSeq)).toEqual([seq]);
+  });
+
+  // The other way round: SDK publishers cannot take a timer id (the '~' prefix is reserved), and
+  // an id that merely looks like one without the prefix is an ordinary event id.
+  it('a publisher event is never dropped because a timer entry used its id', async () => {
+    const { dep, d } = await deploy(SUMMARY_ENV);
+    await waitReady(worker(dep, 'w-collide-2'));
+    await d.round(0, new Map([['first-1', [{ type: 'items.added', items: [1] }]]]), 0);
+    await waitAllClosed(dep, d.lastChangeSeqs());
+    const seq = d.sent[0]?.seq ?? 0;
+    const pub = new OrderPublisher(dep.nc, {
+      names: dep.names,
+      partitions: dep.partitions,
+      limits: { maxPayloadBytes: 16 * 1024, maxItemsPerEvent: 1000 },
+      maxInFlight: 1,
+      maxAttempts: 3,
+      timeoutMs: 5000,
+    });
+    await expect(
+      pub.publish('second-1', { id: `~tmr-${seq}-q${seq}`, type: 'items.added', items: [7] }),
+    ).rejects.toMatchObject({ code: 'INVALID_EVENT' });
+    const result = await pub.publish('second-1', {
+      id: `tmr-${seq}-q${seq}`,
+      type: 'items.added',
+      items: [7],
+    });
+    await pub.close();
+    expect(result.duplicate).toBe(false);
+  });
+
+  // An index entry this version cannot decode (e.g. written by a newer version: the timer schema
+  // is strict) is skipped with a warning; it must not stop its partition.
+  it('a timer index entry that does not decode does not stop its partition', async () => {
+    const { dep, d } = await deploy(SUMMARY_ENV);
+    const kv = await new Kvm(dep.nc).open(dep.names.stateBucket);
+    const stale = 'stale-1';
+    const p = partitionOf(stale, dep.partitions);
+    await kv.put(
+      `t${customerKey(p, stale).slice(1)}`,
+      JSON.stringify({
+        dueAtMs: 1,
+        id: 'tmr-1-q1',
+        entry: {
+          type: 'summary.timer',
+          window: 1,
+          lastChangeSeq: 1,
+          reason: 'quiet',
+          dueAtMs: 1,
+          note: 'field of a newer version',
+        },
+      }),
+    );
+    const w = worker(dep, 'w-corrupt-index');
+    await waitReady(w, 20_000);
+    // A customer of the same partition still gets its summary.
+    const neighbour = Array.from({ length: 200 }, (_, i) => `n-${i}`).find(
+      (c) => partitionOf(c, dep.partitions) === p,
+    );
+    if (neighbour === undefined) throw new Error('no customer in that partition');
+    await d.round(0, new Map([[neighbour, [{ type: 'items.added', items: [3] }]]]), 0);
+    await waitAllClosed(dep, d.lastChangeSeqs(), 15_000);
+    const { summaries } = await checkNotifications(dep, { quietMs: Q, maxMs: M });
+    expect(summaries.map((s) => s.customerId)).toEqual([neighbour]);
+  });
+});
