@@ -202,6 +202,8 @@ export class PartitionRunner<S, E, O = never> {
   readonly #timerQueue = new TimerQueue();
   readonly #timerDirty = new Map<string, PendingTimer<E> | undefined>();
   readonly #firing = new Set<string>();
+  /** Due time of each customer's earliest entry in the heap. */
+  readonly #queuedDue = new Map<string, number>();
   #tick: NodeJS.Timeout | undefined;
   /** Outputs being published; a checkpoint waits for all of them before moving the watermark. */
   #pendingOutputs: Promise<void>[] = [];
@@ -533,12 +535,27 @@ export class PartitionRunner<S, E, O = never> {
     if (current !== undefined) this.#firing.delete(current.id);
     if (next === undefined) this.#timers.delete(customerId);
     else this.#setTimer(customerId, next);
-    this.#timerDirty.set(customerId, next);
+    // The index follows series changes only (a window opening or closing), not every moved
+    // deadline: that keeps it at two writes per window instead of one per checkpoint.
+    if (next?.series !== current?.series) this.#timerDirty.set(customerId, next);
   }
 
   #setTimer(customerId: string, timer: PendingTimer<E>): void {
     this.#timers.set(customerId, timer);
-    this.#timerQueue.push({ dueAtMs: timer.dueAtMs, customerId, id: timer.id });
+    this.#enqueue(customerId, timer.dueAtMs);
+  }
+
+  /**
+   * Keeps at most one live heap entry per customer, at or before its timer's due time: a deadline
+   * that moves later (every change of an open window) costs nothing here; the entry pops at the
+   * old time and is pushed again for the new one. Without this the heap would grow by one entry
+   * per event.
+   */
+  #enqueue(customerId: string, dueAtMs: number): void {
+    const queued = this.#queuedDue.get(customerId);
+    if (queued !== undefined && queued <= dueAtMs) return;
+    this.#queuedDue.set(customerId, dueAtMs);
+    this.#timerQueue.push({ dueAtMs, customerId });
   }
 
   /**
@@ -558,8 +575,14 @@ export class PartitionRunner<S, E, O = never> {
       return;
     const now = Date.now();
     for (const due of this.#timerQueue.popDue(now)) {
+      if (this.#queuedDue.get(due.customerId) === due.dueAtMs)
+        this.#queuedDue.delete(due.customerId);
       const timer = this.#timers.get(due.customerId);
-      if (timer === undefined || timer.id !== due.id || this.#firing.has(timer.id)) continue; // superseded
+      if (timer === undefined || this.#firing.has(timer.id)) continue; // closed, or already appended
+      if (timer.dueAtMs > now) {
+        this.#enqueue(due.customerId, timer.dueAtMs); // the deadline moved: come back then
+        continue;
+      }
       this.#firing.add(timer.id);
       this.#stats.timersFired++;
       timers.append(this.partition, due.customerId, timer).catch((err: unknown) => {
@@ -568,7 +591,7 @@ export class PartitionRunner<S, E, O = never> {
           'timer append failed, retrying',
         );
         this.#firing.delete(timer.id);
-        this.#timerQueue.push({ ...due, dueAtMs: Date.now() + 1000 });
+        this.#enqueue(due.customerId, Date.now() + 1000);
       });
     }
   }

@@ -1,12 +1,11 @@
 /**
- * A min-heap of timers by due time. Entries are never removed in place: when a customer's timer
- * changes, the new one is pushed and the old one is skipped on pop because its id no longer
- * matches the current timer (lazy deletion keeps every operation O(log n)).
+ * A min-heap of customers by the due time of their timer. Entries are never removed in place:
+ * the caller checks, on pop, whether the customer's current timer is really due (lazy deletion
+ * keeps every operation O(log n)).
  */
 export interface QueuedTimer {
   readonly dueAtMs: number;
   readonly customerId: string;
-  readonly id: string;
 }
 
 export class TimerQueue {

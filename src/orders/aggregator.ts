@@ -25,6 +25,13 @@ export interface PendingTimer<E> {
   readonly dueAtMs: number;
   /** Deterministic: two owners, or a retry, produce the same id and JetStream stores one entry. */
   readonly id: string;
+  /**
+   * Timers of one series replace each other (a window's quiet deadline moving with each change).
+   * The durable index is rewritten only when the series changes, not on every change: an index
+   * entry may therefore hold an earlier timer of the series, which fires early after a restart,
+   * is void when applied, and is then replaced from the customer's state.
+   */
+  readonly series: string;
   readonly entry: E;
 }
 

@@ -160,6 +160,7 @@ export function orderTimer(
   return {
     dueAtMs,
     id,
+    series: `w${window.openedSeq}`,
     entry: {
       type: 'summary.timer',
       window: window.openedSeq,

@@ -1,6 +1,7 @@
 import { decodeEvent, type EventLimits } from '../contract/event.js';
 import type { ResourceNames } from '../contract/names.js';
-import { parseOrdersSubject } from '../contract/subjects.js';
+import { parseOrdersSubject, type ParsedSubject } from '../contract/subjects.js';
+import { LRUCache } from 'lru-cache';
 import { ErrorCode, ValidationError } from '../errors.js';
 import type { OrderEntry } from './order-aggregator.js';
 import { TimerEntrySchema, type TimerEntry } from './summary.js';
@@ -38,8 +39,15 @@ export function orderEntryDecoder(
   partitions: number,
   limits: EventLimits,
 ): EntryDecoder<OrderEntry> {
+  // Subjects repeat (one per customer) and parsing one means UTF-8 encoding, rule checks and a
+  // hash: remember the good ones. Bad subjects are not cached; they throw every time.
+  const subjects = new LRUCache<string, ParsedSubject>({ max: 50_000 });
   return (subject, data) => {
-    const parsed = parseOrdersSubject(names, partitions, subject);
+    let parsed = subjects.get(subject);
+    if (parsed === undefined) {
+      parsed = parseOrdersSubject(names, partitions, subject);
+      subjects.set(subject, parsed);
+    }
     if (parsed.kind === 'internal' && parsed.entry === TIMER_ENTRY_KIND) {
       let json: unknown;
       try {

@@ -5,7 +5,12 @@ import { describeError } from '../errors.js';
 import type { Logger } from '../logging/logger.js';
 import { customerIdFromTimerKey, timerKey, timerKeyFilter } from './keys.js';
 
-const StoredTimer = z.object({ dueAtMs: z.number(), id: z.string(), entry: z.unknown() });
+const StoredTimer = z.object({
+  dueAtMs: z.number(),
+  id: z.string(),
+  series: z.string().optional(),
+  entry: z.unknown(),
+});
 
 /**
  * Open timers per partition, in the state bucket under `t.<p>.<customer>`. It lets a new owner
@@ -37,6 +42,7 @@ export class TimerIndex<E> {
         out.set(customerId, {
           dueAtMs: stored.dueAtMs,
           id: stored.id,
+          series: stored.series ?? stored.id,
           entry: this.decodeEntry(stored.entry),
         });
       } catch (err) {

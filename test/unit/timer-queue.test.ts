@@ -8,8 +8,7 @@ import { TimerQueue, type QueuedTimer } from '../../src/fleet/timer-queue.js';
 
 const timerArb: fc.Arbitrary<QueuedTimer> = fc.record({
   dueAtMs: fc.integer({ min: 0, max: 200 }),
-  customerId: fc.constantFrom('a', 'b', 'c', 'd'),
-  id: fc.string({ minLength: 1, maxLength: 4 }),
+  customerId: fc.string({ minLength: 1, maxLength: 4 }),
 });
 
 type Op =
@@ -28,7 +27,7 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
 
 const byDue = (a: QueuedTimer, b: QueuedTimer): number => a.dueAtMs - b.dueAtMs;
 const dues = (ts: readonly QueuedTimer[]): number[] => ts.map((t) => t.dueAtMs);
-const key = (t: QueuedTimer): string => `${t.dueAtMs}|${t.customerId}|${t.id}`;
+const key = (t: QueuedTimer): string => `${t.dueAtMs}|${t.customerId}`;
 
 describe('TimerQueue', () => {
   it('is empty at first', () => {
@@ -48,10 +47,10 @@ describe('TimerQueue', () => {
       [10, 'w'],
       [70, 'v'],
     ] as const)
-      q.push({ dueAtMs: due, customerId: id, id });
+      q.push({ dueAtMs: due, customerId: id });
     const due = q.popDue(30);
     expect(dues(due)).toEqual([10, 10, 30]);
-    expect(due.map((t) => t.id).sort()).toEqual(['w', 'y', 'z']);
+    expect(due.map((t) => t.customerId).sort()).toEqual(['w', 'y', 'z']);
     expect(q.size).toBe(2);
     expect(q.peek()?.dueAtMs).toBe(50);
     expect(q.popDue(49)).toEqual([]);
@@ -59,11 +58,11 @@ describe('TimerQueue', () => {
     expect(q.size).toBe(0);
   });
 
-  it('keeps superseded entries (lazy deletion): the caller skips them by id', () => {
+  it('keeps several entries of one customer (the caller decides which is current)', () => {
     const q = new TimerQueue();
-    q.push({ dueAtMs: 10, customerId: 'c', id: 'tmr-1-q1' });
-    q.push({ dueAtMs: 20, customerId: 'c', id: 'tmr-1-q2' });
-    expect(q.popDue(25).map((t) => t.id)).toEqual(['tmr-1-q1', 'tmr-1-q2']);
+    q.push({ dueAtMs: 20, customerId: 'c' });
+    q.push({ dueAtMs: 10, customerId: 'c' });
+    expect(dues(q.popDue(25))).toEqual([10, 20]);
   });
 
   it('PROPERTY: any interleaving of push/pop/popDue behaves like a sorted list', () => {
@@ -119,7 +118,7 @@ describe('TimerQueue', () => {
         fc.integer({ min: 0, max: 1_000_000 }),
         (times, now) => {
           const q = new TimerQueue();
-          times.forEach((dueAtMs, i) => q.push({ dueAtMs, customerId: `c${i}`, id: `t${i}` }));
+          times.forEach((dueAtMs, i) => q.push({ dueAtMs, customerId: `c${i}` }));
           const got = q.popDue(now);
           expect(dues(got)).toEqual(times.filter((t) => t <= now).sort((a, b) => a - b));
           expect(q.size).toBe(times.filter((t) => t > now).length);
