@@ -1,0 +1,432 @@
+// Acceptance: a zombie owner. SIGSTOP the owner of a partition for longer than the lease TTL, let
+// another worker take the partition over (status shows the new owner and a higher watermark
+// epoch), keep publishing to that partition, then SIGCONT the old owner. Real nats-server, real
+// `order-fleet worker` processes, real SIGSTOP/SIGCONT. Proves that
+// - the resumed worker notices it was fenced: it logs 'lease lost' and/or its runner fails with
+//   FENCED or WRITE_CONFLICT, and it stops that partition instead of writing;
+// - it never overwrote the new owner's state with older state: a watch on the partition's state
+//   keys sees every customer's lastSeq only ever go up, and ends at the customer's last event;
+// - the final state of every customer equals an independent model of what the stream holds, and
+//   every partition ends with exactly one owner.
+// No timing is asserted: only outcomes.
+
+import { setTimeout as sleep } from 'node:timers/promises';
+import { KvWatchInclude, Kvm } from '@nats-io/kv';
+import { afterEach, describe, expect, it, onTestFailed } from 'vitest';
+import type { FleetStatus } from '../../src/admin/status.js';
+import { assignPartitions } from '../../src/fleet/assignment.js';
+import { partitionOf } from '../../src/contract/partition.js';
+import type { PublishResult } from '../../src/publisher/order-publisher.js';
+import {
+  eventually,
+  provision,
+  readStoredStates,
+  runCli,
+  spawnWorker,
+  waitReady,
+  type LogLine,
+  type TestDeployment,
+  type WorkerProcess,
+} from '../support/fleet.js';
+import {
+  diffStates,
+  generateLoad,
+  modelFromPublished,
+  publishAll,
+  type ModelEvent,
+} from '../support/model.js';
+import { startNatsServer } from '../support/nats-server.js';
+
+const PARTITIONS = 8;
+const CUSTOMERS = 800;
+const MIN_EVENTS = 8000;
+const LEASE_TTL_MS = 2000;
+/** The partition whose owner is frozen. */
+const TARGET = 0;
+const FENCE_CODES = ['FENCED', 'WRITE_CONFLICT'];
+
+/** Everything a test started, torn down in reverse order even when the test fails. */
+const teardown: (() => Promise<void>)[] = [];
+
+afterEach(async () => {
+  for (const task of teardown.splice(0).reverse()) await task();
+});
+
+/**
+ * Publishes in paced chunks in the background until told to finish and at least `minEvents` are
+ * stored, so every phase of the scenario runs under load. Chunks are published one after the
+ * other, so the model can be folded from the stored sequences.
+ */
+class BackgroundLoad {
+  readonly events: ModelEvent[] = [];
+  readonly results: PublishResult[] = [];
+  #finishing = false;
+  #failure: Error | undefined;
+  readonly #done: Promise<void>;
+
+  constructor(
+    private readonly dep: TestDeployment,
+    private readonly opts: {
+      readonly customers: number;
+      readonly minEvents: number;
+      readonly chunk: number;
+      readonly pauseMs: number;
+      readonly prefix: string;
+      /** Publish only for these customers (default: `<prefix>-<n>` for n < customers). */
+      readonly customerIds?: readonly string[];
+    },
+  ) {
+    this.#done = this.#run().then(
+      () => undefined,
+      (err: unknown) => {
+        // Recorded and rethrown by finish(), so the test fails with the publisher's error.
+        this.#failure = err instanceof Error ? err : new Error(String(err));
+      },
+    );
+  }
+
+  get published(): number {
+    return this.results.length;
+  }
+
+  #remap(generated: string): string {
+    const ids = this.opts.customerIds;
+    if (ids === undefined) return generated;
+    const id = ids[Number(generated.slice(this.opts.prefix.length + 1))];
+    if (id === undefined) throw new Error(`no customer for ${generated}`);
+    return id;
+  }
+
+  async #run(): Promise<void> {
+    for (let seed = 1; !(this.#finishing && this.published >= this.opts.minEvents); seed++) {
+      const chunk = generateLoad(this.opts.customers, this.opts.chunk, seed, this.opts.prefix).map(
+        (e) => ({ ...e, customerId: this.#remap(e.customerId) }),
+      );
+      const results = await publishAll(this.dep, chunk, { maxInFlight: 64 });
+      this.events.push(...chunk);
+      this.results.push(...results);
+      await sleep(this.opts.pauseMs);
+    }
+  }
+
+  /** Stops after the minimum is reached; rethrows a publishing failure. */
+  async finish(): Promise<void> {
+    this.#finishing = true;
+    await this.#done;
+    if (this.#failure !== undefined) throw this.#failure;
+  }
+}
+
+async function fleetStatusJson(dep: TestDeployment): Promise<FleetStatus> {
+  const result = await runCli(dep, ['status', '--json']);
+  if (result.code !== 0) throw new Error(`status exited ${result.code}: ${result.stderr}`);
+  return JSON.parse(result.stdout) as FleetStatus;
+}
+
+/** Asserts a worker exited 0; on failure the message carries the worker's last logs. */
+function expectExitZero(
+  worker: WorkerProcess,
+  exit: { code: number | null; signal: NodeJS.Signals | null },
+): void {
+  const tail = worker
+    .logs()
+    .filter((l) => typeof l['level'] === 'number' && l['level'] >= 30)
+    .slice(-15)
+    .map((l) => JSON.stringify(l))
+    .join('\n');
+  expect(exit, `${worker.id} exit; last log lines:\n${tail}`).toEqual({ code: 0, signal: null });
+}
+
+/** SIGTERM (once) and wait for the exit, which must be graceful (code 0). */
+async function stopGracefully(worker: WorkerProcess): Promise<void> {
+  expectExitZero(worker, await worker.stop('SIGTERM'));
+}
+
+function field(line: LogLine, key: string): unknown {
+  return line[key];
+}
+
+function numberField(line: LogLine, key: string): number {
+  const value = field(line, key);
+  if (typeof value !== 'number')
+    throw new Error(`log line has no number ${key}: ${JSON.stringify(line)}`);
+  return value;
+}
+
+/**
+ * Waits until membership is exactly `owners` and every partition is held by the owner the
+ * rendezvous assignment gives it: one owner each, no handoff under way (lag may still be > 0).
+ */
+async function settledOwners(dep: TestDeployment, owners: readonly string[]): Promise<FleetStatus> {
+  const assignment = assignPartitions(owners, dep.partitions);
+  return eventually(
+    async () => {
+      const s = await fleetStatusJson(dep);
+      const ok =
+        s.table.every((t) => t.owner === assignment.get(t.partition)) &&
+        JSON.stringify(s.members.map((m) => m.id)) === JSON.stringify([...owners].sort());
+      return ok ? s : undefined;
+    },
+    45_000,
+    250,
+  );
+}
+
+/**
+ * Stops workers one by one, each gracefully, waiting for the rest to own everything before the
+ * next SIGTERM (a worker stopped while it is still starting a runner exits 1: see the `it.fails`
+ * in fleet-rolling.test.ts).
+ */
+async function stopAllGracefully(
+  dep: TestDeployment,
+  workers: readonly WorkerProcess[],
+): Promise<void> {
+  for (const [i, w] of workers.entries()) {
+    await stopGracefully(w);
+    const rest = workers.slice(i + 1).map((r) => r.id);
+    if (rest.length > 0) await settledOwners(dep, rest);
+  }
+}
+
+/**
+ * Returns `step(name)`. If the test fails or times out, prints the steps it reached and each
+ * worker's last log lines (info and above), so a failure on a loaded machine can be diagnosed.
+ */
+function traceOnFailure(workers: readonly WorkerProcess[]): (name: string) => void {
+  const began = performance.now();
+  const steps: string[] = [];
+  onTestFailed(() => {
+    const out = [`steps: ${steps.join(' → ')}`];
+    for (const w of workers) {
+      out.push(`--- ${w.id}`);
+      out.push(
+        ...w
+          .logs()
+          .filter((l) => typeof l['level'] === 'number' && l['level'] >= 30)
+          .slice(-25)
+          .map((l) => JSON.stringify(l)),
+      );
+    }
+    console.error(out.join('\n'));
+  });
+  return (name) => {
+    steps.push(`${name} @${Math.round(performance.now() - began)}ms`);
+  };
+}
+
+/**
+ * Waits until the fleet has converged on `owners`: membership is exactly `owners`, every partition
+ * is held by the owner the rendezvous assignment gives it (so exactly one owner each, and no
+ * handoff still under way), and every partition is fully delivered and checkpointed (lag 0).
+ */
+async function settled(dep: TestDeployment, owners: readonly string[]): Promise<FleetStatus> {
+  const assignment = assignPartitions(owners, dep.partitions);
+  return eventually(
+    async () => {
+      const s = await fleetStatusJson(dep);
+      const ok =
+        s.table.length === dep.partitions &&
+        s.table.every((t) => t.owner === assignment.get(t.partition) && t.lag === 0) &&
+        JSON.stringify(s.members.map((m) => m.id)) === JSON.stringify([...owners].sort());
+      return ok ? s : undefined;
+    },
+    45_000,
+    250,
+  );
+}
+
+/** Records every write to one partition's customer keys, in stream order. */
+async function watchPartitionWrites(
+  dep: TestDeployment,
+  partition: number,
+): Promise<{ writes: { key: string; lastSeq: number }[]; stop: () => Promise<void> }> {
+  const kv = await new Kvm(dep.nc).open(dep.names.stateBucket);
+  const watch = await kv.watch({ key: `c.${partition}.>`, include: KvWatchInclude.UpdatesOnly });
+  const writes: { key: string; lastSeq: number }[] = [];
+  const done = (async () => {
+    for await (const entry of watch) {
+      if (entry.operation === 'PUT')
+        writes.push({ key: entry.key, lastSeq: entry.json<{ lastSeq: number }>().lastSeq });
+    }
+  })();
+  return {
+    writes,
+    stop: async () => {
+      watch.stop();
+      await done;
+    },
+  };
+}
+
+describe('fleet zombie owner (SIGSTOP past the lease TTL, then SIGCONT)', () => {
+  it('fences the resumed worker, which never overwrites the new owner', async () => {
+    const server = await startNatsServer();
+    teardown.push(() => server.cleanup());
+    const dep = await provision(server.url, { partitions: PARTITIONS, leaseTtlMs: LEASE_TTL_MS });
+    teardown.push(() => dep.close());
+    const writes = await watchPartitionWrites(dep, TARGET);
+    teardown.push(() => writes.stop());
+    const workers: WorkerProcess[] = [];
+    const step = traceOnFailure(workers);
+    teardown.push(async () => {
+      // SIGKILL also ends a stopped process; a test failure must not leave a frozen worker behind.
+      for (const w of workers) await w.stop('SIGKILL');
+    });
+
+    // General load over all partitions, plus load aimed at the target partition only.
+    const general = new BackgroundLoad(dep, {
+      customers: CUSTOMERS,
+      minEvents: MIN_EVENTS,
+      chunk: 400,
+      pauseMs: 100,
+      prefix: 'zg',
+    });
+    teardown.push(() => general.finish());
+    const targetIds = Array.from({ length: 4000 }, (_, i) => `zt-${i}`)
+      .filter((id) => partitionOf(id, PARTITIONS) === TARGET)
+      .slice(0, 100);
+    expect(targetIds.length).toBe(100);
+    const targeted = new BackgroundLoad(dep, {
+      customers: targetIds.length,
+      minEvents: 2000,
+      chunk: 100,
+      pauseMs: 50,
+      prefix: 'zx',
+      customerIds: targetIds,
+    });
+    teardown.push(() => targeted.finish());
+
+    // Debug level: a runner's 'partition state' line carries the error code when it fails.
+    // Started one after the other: see the `it.fails` in fleet-scale.test.ts for why workers that
+    // start together may never log 'worker ready'.
+    for (const id of ['z1', 'z2', 'z3']) {
+      const w = spawnWorker(dep, id, { LOG_LEVEL: 'debug' });
+      workers.push(w);
+      await waitReady(w);
+    }
+    step('workers ready');
+    const before = await settledOwners(dep, ['z1', 'z2', 'z3']);
+    const targetBefore = before.table[TARGET];
+    const victim = workers.find((w) => w.id === targetBefore?.owner);
+    if (targetBefore === undefined || victim === undefined)
+      throw new Error(`no owner for partition ${TARGET}: ${JSON.stringify(before.table)}`);
+    const victimPartitions = before.table.filter((t) => t.owner === victim.id);
+    const others = workers.filter((w) => w !== victim);
+
+    step(`SIGSTOP ${victim.id}`);
+    victim.signal('SIGSTOP');
+    // Frozen past the TTL: another worker takes the partition over and bumps its epoch.
+    const takenOver = await eventually(
+      async () => {
+        const s = await fleetStatusJson(dep);
+        const row = s.table[TARGET];
+        return row !== undefined &&
+          row.owner !== null &&
+          row.owner !== victim.id &&
+          row.epoch > targetBefore.epoch
+          ? s
+          : undefined;
+      },
+      45_000,
+      250,
+    );
+    step('taken over');
+    const newOwnerId = takenOver.table[TARGET]?.owner;
+    const newOwner = others.find((w) => w.id === newOwnerId);
+    if (newOwner === undefined) throw new Error(`unexpected new owner ${String(newOwnerId)}`);
+    const takeover = await newOwner.waitForLog(
+      (l) =>
+        l.msg === 'partition starting' &&
+        l['partition'] === TARGET &&
+        l['previousOwner'] === victim.id,
+    );
+    // The victim never checkpointed cleanly: the new owner replays from the last watermark.
+    expect(takeover['cleanHandoff']).toBe(false);
+    expect(numberField(takeover, 'epoch')).toBeGreaterThan(targetBefore.epoch);
+    // Keep publishing to the partition while the victim is frozen, and let the new owner write.
+    const targetedAtTakeover = targeted.published;
+    const writesAtTakeover = writes.writes.length;
+    await eventually(
+      () =>
+        targeted.published >= targetedAtTakeover + 500 && writes.writes.length > writesAtTakeover
+          ? true
+          : undefined,
+      45_000,
+    );
+    step('new owner wrote');
+    // The victim's partitions all moved (its membership expired too).
+    const whileFrozen = await settledOwners(
+      dep,
+      others.map((w) => w.id),
+    );
+    for (const t of victimPartitions)
+      expect(whileFrozen.table[t.partition]?.owner).not.toBe(victim.id);
+
+    step('all moved');
+    const resumedAt = victim.logs().length;
+    victim.signal('SIGCONT');
+
+    // The resumed worker finds out it was fenced and stops each of its old partitions instead of
+    // going on: the first stop of each after resuming is a failure, and each shows the fence — a
+    // 'lease lost' (its renew was rejected) and/or the runner failing with FENCED (lease validity
+    // over, no write attempted) or WRITE_CONFLICT (a conditional write lost to the new owner).
+    // (A checkpoint that was in flight at SIGSTOP may instead fail with a client TimeoutError;
+    // the renew rejected right after resuming still logs 'lease lost' then.)
+    const since = (l: LogLine): boolean => victim.logs().indexOf(l) >= resumedAt;
+    const isFence = (l: LogLine, p: number): boolean =>
+      l['partition'] === p &&
+      ((l.msg === 'lease lost' &&
+        l['reason'] === 'renew rejected: another worker holds the lease') ||
+        (l.msg === 'partition state' &&
+          l['to'] === 'failed' &&
+          FENCE_CODES.includes(String(l['code']))));
+    for (const t of victimPartitions) {
+      const stopped = await victim.waitForLog(
+        (l) => l.msg === 'partition stopped' && l['partition'] === t.partition && since(l),
+        20_000,
+      );
+      expect(stopped['state'], `partition ${t.partition}: ${JSON.stringify(stopped)}`).toBe(
+        'failed',
+      );
+      const fence = await victim.waitForLog((l) => isFence(l, t.partition) && since(l), 20_000);
+      expect(fence['partition']).toBe(t.partition);
+    }
+    step('all fenced');
+    // The victim comes back as a healthy member; the fleet settles with one owner per partition.
+    await general.finish();
+    await targeted.finish();
+    const final = await settled(dep, ['z1', 'z2', 'z3']);
+    expect(final.table.every((t) => t.owner !== null)).toBe(true);
+    expect(final.table[TARGET]?.epoch ?? 0).toBeGreaterThan(takenOver.table[TARGET]?.epoch ?? 0);
+
+    step('settled');
+    // Final state equals the model; nothing lost, nothing doubled.
+    const events = [...general.events, ...targeted.events];
+    const results = [...general.results, ...targeted.results];
+    const model = modelFromPublished(events, results);
+    const stored = await readStoredStates(dep);
+    expect(diffStates(model.expected(), stored)).toEqual([]);
+    const maxSeq = new Map<string, number>();
+    events.forEach((e, i) => {
+      const seq = results[i]?.seq ?? 0;
+      maxSeq.set(e.customerId, Math.max(maxSeq.get(e.customerId) ?? 0, seq));
+    });
+    // The new owner's writes were never overwritten by older state: final lastSeq is the last
+    // event's seq for every customer...
+    const lost = [...maxSeq].filter(([id, seq]) => stored.get(id)?.lastSeq !== seq);
+    expect(lost).toEqual([]);
+    // ...and on the target partition, no write ever moved a customer's lastSeq backwards.
+    await sleep(200);
+    const lastByKey = new Map<string, number>();
+    const backwards: string[] = [];
+    for (const w of writes.writes) {
+      const previous = lastByKey.get(w.key) ?? 0;
+      if (w.lastSeq < previous) backwards.push(`${w.key}: ${previous} → ${w.lastSeq}`);
+      lastByKey.set(w.key, Math.max(previous, w.lastSeq));
+    }
+    expect(backwards).toEqual([]);
+    expect(writes.writes.length).toBeGreaterThan(targetIds.length);
+
+    await stopAllGracefully(dep, workers);
+  });
+});

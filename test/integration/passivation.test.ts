@@ -1,0 +1,252 @@
+// Bounded memory: with MAX_CUSTOMERS_IN_MEMORY=100 and 1,000 active customers, a real worker
+// process must still compute exactly the model, while keeping at most 100 customers in memory.
+//
+// The worker does not report how many customers it holds, so this is measured from outside,
+// through behaviour it documents: a customer that is not in memory is loaded from the state
+// bucket (a `$JS.API.STREAM.MSG.GET.KV_<bucket>` request, which any client in the account can
+// observe), and a `contents` question about a customer not in memory is answered from KV too,
+// without bringing it into memory. So, once the worker is idle, asking about N customers causes
+// exactly N − resident loads.
+
+import type { NatsConnection, Subscription } from '@nats-io/transport-node';
+import { Kvm } from '@nats-io/kv';
+import pLimit from 'p-limit';
+import { afterEach, describe, expect, it, type TestContext } from 'vitest';
+import { fleetStatus, type FleetStatus } from '../../src/admin/status.js';
+import { partitionOf } from '../../src/contract/partition.js';
+import type { ContentsReply } from '../../src/fleet/queries.js';
+import type { PublishResult } from '../../src/publisher/order-publisher.js';
+import {
+  eventually,
+  provision,
+  readStoredStates,
+  silentLogger,
+  spawnWorker,
+  waitReady,
+  type LogLine,
+  type TestDeployment,
+  type WorkerProcess,
+} from '../support/fleet.js';
+import {
+  diffStates,
+  generateLoad,
+  modelFromPublished,
+  publishAll,
+  type ModelEvent,
+} from '../support/model.js';
+import { startNatsServer, type NatsServerHandle } from '../support/nats-server.js';
+
+const CAP = 100;
+const CUSTOMERS = 1_000;
+
+let server: NatsServerHandle | undefined;
+let dep: TestDeployment | undefined;
+const workers: WorkerProcess[] = [];
+const subscriptions: Subscription[] = [];
+
+afterEach(async (ctx: TestContext) => {
+  if (ctx.task.result?.state === 'fail' && ctx.task.fails !== true) {
+    for (const w of workers)
+      console.error(`--- worker ${w.id} output (tail)\n${w.output().slice(-6000)}`);
+  }
+  for (const s of subscriptions.splice(0)) s.unsubscribe();
+  for (const w of workers.splice(0)) await w.stop('SIGKILL');
+  await dep?.close();
+  dep = undefined;
+  await server?.cleanup();
+  server = undefined;
+});
+
+function logsWith(w: WorkerProcess, msg: string): LogLine[] {
+  return w.logs().filter((l) => l.msg === msg);
+}
+
+/** Counts loads of customer snapshots: KV gets on the state bucket for `c.*` keys. */
+class LoadCounter {
+  count = 0;
+  readonly errors: Error[] = [];
+
+  constructor(nc: NatsConnection, bucket: string) {
+    const stream = `KV_${bucket}`;
+    const customerPrefix = `$KV.${bucket}.c.`;
+    const onGet = (subject: string, body: string): void => {
+      // Classic and direct gets carry the key in the body; newer direct gets in the subject.
+      const key =
+        body === '' ? subject.slice(subject.indexOf(stream) + stream.length + 1) : lastBySubj(body);
+      if (key.startsWith(customerPrefix)) this.count++;
+    };
+    for (const subject of [
+      `$JS.API.STREAM.MSG.GET.${stream}`,
+      `$JS.API.DIRECT.GET.${stream}`,
+      `$JS.API.DIRECT.GET.${stream}.>`,
+    ]) {
+      subscriptions.push(
+        nc.subscribe(subject, {
+          callback: (err, msg) => {
+            if (err !== null) this.errors.push(err);
+            else onGet(msg.subject, msg.string());
+          },
+        }),
+      );
+    }
+  }
+}
+
+function lastBySubj(body: string): string {
+  const parsed = JSON.parse(body) as { last_by_subj?: unknown };
+  return typeof parsed.last_by_subj === 'string' ? parsed.last_by_subj : '';
+}
+
+/** Waits until every partition's watermark covers its last event and nothing is unacked. */
+async function waitCheckpointed(
+  d: TestDeployment,
+  owner: string,
+  results: readonly PublishResult[],
+): Promise<void> {
+  const last = new Map<number, number>();
+  for (const r of results) {
+    const p = partitionOf(r.customerId, d.partitions);
+    last.set(p, Math.max(last.get(p) ?? 0, r.seq));
+  }
+  let seen: FleetStatus | undefined;
+  const done = await eventually(async () => {
+    seen = await fleetStatus(d.nc, d.names, silentLogger);
+    return seen.table.every(
+      (t) =>
+        t.owner === owner &&
+        t.watermark === (last.get(t.partition) ?? 0) &&
+        t.pending === 0 &&
+        t.unacked === 0,
+    )
+      ? true
+      : undefined;
+  }, 60_000).then(
+    () => true,
+    (err: unknown) => err,
+  );
+  if (done !== true) {
+    throw new Error(`partitions not checkpointed by ${owner}: ${JSON.stringify(seen?.table)}`, {
+      cause: done,
+    });
+  }
+}
+
+/**
+ * Asks the owner about every customer; returns how many it held in memory (= asked − loads the
+ * questions caused). Every answer must come from the owner and match the model.
+ */
+async function residentCustomers(
+  d: TestDeployment,
+  owner: string,
+  loads: LoadCounter,
+  expected: ReadonlyMap<string, readonly number[]>,
+): Promise<number> {
+  const before = loads.count;
+  const limit = pLimit(64);
+  const replies = await Promise.all(
+    [...expected.keys()].map((customerId) =>
+      limit(async () => {
+        const p = partitionOf(customerId, d.partitions);
+        const msg = await d.nc.request(
+          `${d.names.queryPrefix}.${p}`,
+          JSON.stringify({ customerId }),
+          { timeout: 10_000 },
+        );
+        return msg.json<ContentsReply>();
+      }),
+    ),
+  );
+  // Each load was requested before its answer was sent; a round trip on the same connection
+  // delivers every copy of those requests that the server routed to us before the answers.
+  await d.nc.flush();
+  expect(loads.errors).toEqual([]);
+  expect(replies.every((r) => !r.stale && r.owner === owner)).toBe(true);
+  expect(diffStates(expected, new Map(replies.map((r) => [r.customerId, r])))).toEqual([]);
+  const loaded = loads.count - before;
+  expect(loaded).toBeLessThanOrEqual(expected.size);
+  return expected.size - loaded;
+}
+
+/** The aggregator counts the events it applied; read that count for every stored customer. */
+async function storedEventCounts(d: TestDeployment): Promise<Map<string, number>> {
+  const kv = await new Kvm(d.nc).open(d.names.stateBucket);
+  const keys: string[] = [];
+  for await (const key of await kv.keys('c.>')) keys.push(key);
+  const out = new Map<string, number>();
+  await Promise.all(
+    keys.map(async (key) => {
+      const entry = await kv.get(key);
+      if (entry === null || entry.operation !== 'PUT') return;
+      const value = entry.json<{ customerId: string; state: { events: number } }>();
+      out.set(value.customerId, value.state.events);
+    }),
+  );
+  return out;
+}
+
+function eventsPerCustomer(events: readonly ModelEvent[]): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const e of events) out.set(e.customerId, (out.get(e.customerId) ?? 0) + 1);
+  return out;
+}
+
+async function setUp(
+  env: Record<string, string>,
+  id: string,
+): Promise<{ d: TestDeployment; w: WorkerProcess; loads: LoadCounter }> {
+  server = await startNatsServer();
+  const d = await provision(server.url, { isolate: false });
+  dep = d;
+  const loads = new LoadCounter(d.nc, d.names.stateBucket);
+  await d.nc.flush();
+  const w = spawnWorker(d, id, env);
+  workers.push(w);
+  await waitReady(w);
+  return { d, w, loads };
+}
+
+describe('passivation', () => {
+  it(`keeps at most ${CAP} of ${CUSTOMERS} active customers in memory and still computes the model`, async () => {
+    const { d, w, loads } = await setUp({ MAX_CUSTOMERS_IN_MEMORY: String(CAP) }, 'passivation-w1');
+
+    // Phase 1, published while the worker runs.
+    const load1 = generateLoad(CUSTOMERS, 4_000, 11, 'pas');
+    const results1 = await publishAll(d, load1);
+    await waitCheckpointed(d, w.id, results1);
+    const distinct1 = new Set(load1.map((e) => e.customerId)).size;
+    // Customers were dropped and loaded again: more loads than customers.
+    expect(loads.count).toBeGreaterThan(distinct1);
+    const expected1 = modelFromPublished(load1, results1).expected();
+    expect(await residentCustomers(d, w.id, loads, expected1)).toBeLessThanOrEqual(CAP);
+
+    // Phase 2: the same customers again.
+    const load2 = generateLoad(CUSTOMERS, 4_000, 12, 'pas');
+    const results2 = await publishAll(d, load2);
+    await waitCheckpointed(d, w.id, results2);
+    const all = [...load1, ...load2];
+    const expected = modelFromPublished(all, [...results1, ...results2]).expected();
+    expect(await residentCustomers(d, w.id, loads, expected)).toBeLessThanOrEqual(CAP);
+
+    // Exactly the model: every customer's items, and each event applied exactly once.
+    expect(diffStates(expected, await readStoredStates(d))).toEqual([]);
+    const counts = await storedEventCounts(d);
+    const wrongCounts = [...eventsPerCustomer(all)].filter(([id, n]) => counts.get(id) !== n);
+    expect(wrongCounts).toEqual([]);
+
+    expect(await w.stop('SIGTERM')).toEqual({ code: 0, signal: null });
+    const stopped = logsWith(w, 'partition stopped');
+    const applied = stopped.reduce((n, l) => n + Number(l['applied']), 0);
+    expect(applied).toBe(all.length);
+  });
+
+  it('control: without a tight cap every customer stays in memory and is loaded once', async () => {
+    const { d, w, loads } = await setUp({}, 'passivation-control-w1');
+    const load = generateLoad(CUSTOMERS, 3_000, 13, 'ctl');
+    const results = await publishAll(d, load);
+    await waitCheckpointed(d, w.id, results);
+    expect(loads.count).toBe(new Set(load.map((e) => e.customerId)).size);
+    const expected = modelFromPublished(load, results).expected();
+    expect(await residentCustomers(d, w.id, loads, expected)).toBe(expected.size);
+    expect(diffStates(expected, await readStoredStates(d))).toEqual([]);
+  });
+});
