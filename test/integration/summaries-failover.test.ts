@@ -777,59 +777,56 @@ describe('exactly one summary per window across failover', () => {
   // must never be stored while an earlier one is still being retried, or a crash at that moment
   // would lose the earlier one. Here the earlier summary is too big for the stream
   // (max_msg_size) until the crash.
-  it(
-    '(e) a summary still being retried when the owner crashes is not lost on replay',
-    async () => {
-      const quiet = 500;
-      const { dep, d } = await deploy({
-        SUMMARY_QUIET_MS: String(quiet),
-        SUMMARY_MAX_MS: '60000',
-        TIMER_TICK_MS: '50',
-        CHECKPOINT_INTERVAL_MS: '600000',
-        CHECKPOINT_EVERY_EVENTS: '1000000',
+  it('(e) a summary still being retried when the owner crashes is not lost on replay', async () => {
+    const quiet = 500;
+    const { dep, d } = await deploy({
+      SUMMARY_QUIET_MS: String(quiet),
+      SUMMARY_MAX_MS: '60000',
+      TIMER_TICK_MS: '50',
+      CHECKPOINT_INTERVAL_MS: '600000',
+      CHECKPOINT_EVERY_EVENTS: '1000000',
+    });
+    const a = worker(dep, 'retry-a');
+    await waitReady(a);
+    const jsm = await jetstreamManager(dep.nc);
+    const setMaxMsgSize = async (bytes: number): Promise<void> => {
+      const info = await jsm.streams.info(dep.names.notificationsStream);
+      await jsm.streams.update(dep.names.notificationsStream, {
+        ...info.config,
+        max_msg_size: bytes,
       });
-      const a = worker(dep, 'retry-a');
-      await waitReady(a);
-      const jsm = await jetstreamManager(dep.nc);
-      const setMaxMsgSize = async (bytes: number): Promise<void> => {
-        const info = await jsm.streams.info(dep.names.notificationsStream);
-        await jsm.streams.update(dep.names.notificationsStream, {
-          ...info.config,
-          max_msg_size: bytes,
-        });
-      };
-      // Window 1 adds 200 items (summary ~2 kB); window 2 clears them (summary ~1 kB).
-      await setMaxMsgSize(1500);
-      const many = Array.from({ length: 200 }, (_, i) => 100 + i);
-      await d.round(0, new Map([['big-1', [{ type: 'items.added', items: many }]]]), 0);
-      // Window 1 closes (its timer entry is applied) but its summary cannot be stored yet.
-      await eventually(
-        async () =>
-          (await readOrdersLog(dep)).some((r) => r.payload.kind === 'timer') ? true : undefined,
-        15_000,
-      );
-      await sleep(3 * quiet);
-      await d.round(1, new Map([['big-1', [{ type: 'order.cleared' }]]]), 0);
-      const second = `sum-${d.sent[1]?.seq ?? 0}`;
-      // Window 2 closes too (a second timer entry is applied)...
-      await eventually(
-        async () =>
-          (await readOrdersLog(dep)).filter((r) => r.payload.kind === 'timer').length >= 2
-            ? true
-            : undefined,
-        15_000,
-      );
-      await sleep(3 * quiet);
-      // ...but its summary waits behind the first one: a customer's summaries are stored in order.
-      expect(publishedIds(a).has(second)).toBe(false);
-      expect((await a.stop('SIGKILL')).signal).toBe('SIGKILL');
-      await setMaxMsgSize(-1);
+    };
+    // Window 1 adds 200 items (summary ~2 kB); window 2 clears them (summary ~1 kB).
+    await setMaxMsgSize(1500);
+    const many = Array.from({ length: 200 }, (_, i) => 100 + i);
+    await d.round(0, new Map([['big-1', [{ type: 'items.added', items: many }]]]), 0);
+    // Window 1 closes (its timer entry is applied) but its summary cannot be stored yet.
+    await eventually(
+      async () =>
+        (await readOrdersLog(dep)).some((r) => r.payload.kind === 'timer') ? true : undefined,
+      15_000,
+    );
+    await sleep(3 * quiet);
+    await d.round(1, new Map([['big-1', [{ type: 'order.cleared' }]]]), 0);
+    const second = `sum-${d.sent[1]?.seq ?? 0}`;
+    // Window 2 closes too (a second timer entry is applied)...
+    await eventually(
+      async () =>
+        (await readOrdersLog(dep)).filter((r) => r.payload.kind === 'timer').length >= 2
+          ? true
+          : undefined,
+      15_000,
+    );
+    await sleep(3 * quiet);
+    // ...but its summary waits behind the first one: a customer's summaries are stored in order.
+    expect(publishedIds(a).has(second)).toBe(false);
+    expect((await a.stop('SIGKILL')).signal).toBe('SIGKILL');
+    await setMaxMsgSize(-1);
 
-      const b = worker(dep, 'retry-b', { CHECKPOINT_INTERVAL_MS: '200' });
-      await waitReady(b);
-      await waitAllClosed(dep, d.lastChangeSeqs());
-      const { summaries, log } = await checkNotifications(dep, { quietMs: quiet, maxMs: 60_000 });
-      expectBurstWindows(summaries, log, d.sent);
-    },
-  );
+    const b = worker(dep, 'retry-b', { CHECKPOINT_INTERVAL_MS: '200' });
+    await waitReady(b);
+    await waitAllClosed(dep, d.lastChangeSeqs());
+    const { summaries, log } = await checkNotifications(dep, { quietMs: quiet, maxMs: 60_000 });
+    expectBurstWindows(summaries, log, d.sent);
+  });
 });

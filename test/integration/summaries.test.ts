@@ -781,7 +781,9 @@ describe('summary windows', () => {
     expect(ack.duplicate).toBe(false);
     await waitAllClosed(dep, new Map([['victim-1', seq]]), 15_000);
     const { summaries } = await checkNotifications(dep, { quietMs: Q, maxMs: M });
-    expect(summaries.filter((s) => s.customerId === 'victim-1').map((s) => s.firstSeq)).toEqual([seq]);
+    expect(summaries.filter((s) => s.customerId === 'victim-1').map((s) => s.firstSeq)).toEqual([
+      seq,
+    ]);
   });
 
   // The other way round: SDK publishers cannot take a timer id (the '~' prefix is reserved), and
