@@ -11,7 +11,8 @@
 //     checkpointed (long checkpoint interval), then SIGKILL. Split into lease expiry (kill → the
 //     survivor's 'partition starting') and replay ('partition starting' → 'partition caught up').
 // Baselines measured in the same run: (a) raw JetStream floor of moving the partitions (delete +
-// recreate a durable consumer per partition and receive its first message), (b) a plain ordered
+// recreate a durable consumer per partition and receive its first message) and a raw read of
+// the partitions' timer index (what a new runner loads before it starts), (b) a plain ordered
 // consumer reading exactly the replayed ranges.
 //
 //   npm run bench:fleet   (BENCH_CUSTOMERS=100000, BENCH_ROUNDS=5, BENCH_BACKLOG=20000)
@@ -33,6 +34,7 @@ import { partitionFilter } from '../src/contract/subjects.js';
 import { assignPartitions, partitionsOf } from '../src/fleet/assignment.js';
 import { LeaseValueSchema } from '../src/fleet/leases.js';
 import { isConsumerNotFound } from '../src/nats/errors.js';
+import { timerKeyFilter } from '../src/state/keys.js';
 import {
   provision,
   silentLogger,
@@ -53,6 +55,13 @@ const LEASE_TTL_MS = envInt('BENCH_LEASE_TTL_MS', 2000);
 /** Events per second of the background publisher during (a). */
 const LOAD_RATE = envInt('BENCH_LOAD_RATE', 1000);
 const GOAL_P99_MS = 1000;
+/**
+ * Summary windows (SUMMARY_QUIET_MS / SUMMARY_MAX_MS of the workers). Default: longer than the
+ * run, so no window closes mid-bench (a close is a timer entry plus a notification per customer)
+ * and the leaver holds one open window — one timer index entry — per customer it touched.
+ */
+const SUMMARY_MS = envInt('BENCH_SUMMARY_MS', 86_400_000);
+const WINDOWS = { SUMMARY_QUIET_MS: String(SUMMARY_MS), SUMMARY_MAX_MS: String(SUMMARY_MS) };
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -256,6 +265,8 @@ interface GracefulRound {
   readonly handoffMs: number;
   /** SIGTERM → last lease held by the survivor. */
   readonly leasesMs: number;
+  /** SIGTERM → the survivor's last 'partition starting' (fenced, timers loaded, consumer made). */
+  readonly startedMs: number;
   /** SIGTERM → the leaver's last 'partition stopped' (final checkpoints written). */
   readonly finalCheckpointMs: number;
   /** SIGTERM → the leaver's process exit. */
@@ -278,6 +289,8 @@ interface GracefulRound {
 async function benchGraceful(url: string): Promise<{
   rounds: GracefulRound[];
   rawMoveMs: number[];
+  rawTimerIndexMs: number[];
+  timerEntries: number;
   customers: number;
   leaverPartitions: number[];
 }> {
@@ -285,7 +298,7 @@ async function benchGraceful(url: string): Promise<{
     partitions: PARTITIONS,
     leaseTtlMs: LEASE_TTL_MS,
     isolate: true,
-    env: { CHECKPOINT_INTERVAL_MS: '1000' },
+    env: { CHECKPOINT_INTERVAL_MS: '1000', ...WINDOWS },
   });
   const leaver = 'bench-a';
   const survivor = 'bench-b';
@@ -357,6 +370,7 @@ async function benchGraceful(url: string): Promise<{
         round,
         handoffMs: Math.max(leasesAt - t0, caughtUpMs),
         leasesMs: leasesAt - t0,
+        startedMs: Math.max(...starts.map((l) => logTime(l) - wall0)),
         finalCheckpointMs: Math.max(...stops.map((l) => logTime(l) - wall0)),
         exitMs: exit.at - t0,
         exitCode: exit.code,
@@ -417,7 +431,35 @@ async function benchGraceful(url: string): Promise<{
     }
     for (const p of leaverPartitions)
       await deleteConsumer(jsm, dep.names.ordersStream, `raw-move-${p}`);
-    return { rounds, rawMoveMs, customers: ids.length, leaverPartitions };
+
+    // Raw KV floor of what a new runner reads besides its watermark: every timer index entry of
+    // its partition (open summary windows), read the same way (history of `t.<p>.>`), all
+    // partitions in parallel.
+    const stateKv = await new Kvm(dep.nc).open(dep.names.stateBucket);
+    const rawTimerIndexMs: number[] = [];
+    let timerEntries = 0;
+    for (let round = 1; round <= ROUNDS; round++) {
+      const t0 = performance.now();
+      const counts = await Promise.all(
+        leaverPartitions.map(async (p) => {
+          let n = 0;
+          for await (const entry of await stateKv.history({ key: timerKeyFilter(p) })) {
+            if (entry.operation === 'PUT') n++;
+          }
+          return n;
+        }),
+      );
+      rawTimerIndexMs.push(performance.now() - t0);
+      timerEntries = counts.reduce((a, b) => a + b, 0);
+    }
+    return {
+      rounds,
+      rawMoveMs,
+      rawTimerIndexMs,
+      timerEntries,
+      customers: ids.length,
+      leaverPartitions,
+    };
   } finally {
     await trickle?.stop();
     for (const w of workers) await w.stop('SIGTERM');
@@ -449,7 +491,11 @@ async function benchCrash(
   url: string,
 ): Promise<{ rounds: CrashRound[]; victimPartitions: number[] }> {
   // A long checkpoint interval keeps the burst applied but not checkpointed: all of it replays.
-  const env = { CHECKPOINT_INTERVAL_MS: '60000', CHECKPOINT_EVERY_EVENTS: '1000000' };
+  const env = {
+    CHECKPOINT_INTERVAL_MS: '60000',
+    CHECKPOINT_EVERY_EVENTS: '1000000',
+    ...WINDOWS,
+  };
   const dep = await provision(url, {
     partitions: PARTITIONS,
     leaseTtlMs: LEASE_TTL_MS,
@@ -552,7 +598,7 @@ async function main(): Promise<void> {
   try {
     server = await startNatsServer();
     process.stdout.write(
-      `fleet bench: nats-server ${server.version}, ${os.cpus().length} cpus, ${PARTITIONS} partitions, lease TTL ${LEASE_TTL_MS} ms, ${ROUNDS} rounds\n`,
+      `fleet bench: nats-server ${server.version}, ${os.cpus().length} cpus, ${PARTITIONS} partitions, lease TTL ${LEASE_TTL_MS} ms, ${ROUNDS} rounds, summary windows ${SUMMARY_MS} ms\n`,
     );
     const graceful = await benchGraceful(server.url);
     const crash = await benchCrash(server.url);
@@ -584,6 +630,11 @@ async function main(): Promise<void> {
         'status owner column',
       ),
       row(
+        '    SIGTERM → all partitions starting',
+        g((r) => r.startedMs),
+        'fenced, timer index loaded, consumer made',
+      ),
+      row(
         '    SIGTERM → leaver exit',
         g((r) => r.exitMs),
         `exit codes ${[...new Set(graceful.rounds.map((r) => r.exitCode))].join(',')}`,
@@ -592,6 +643,11 @@ async function main(): Promise<void> {
         '    raw JetStream: recreate consumers + 1st msg',
         stats(graceful.rawMoveMs),
         `baseline, ${graceful.leaverPartitions.length} consumers in parallel`,
+      ),
+      row(
+        '    raw KV: read the timer index',
+        stats(graceful.rawTimerIndexMs),
+        `baseline, ${graceful.timerEntries.toLocaleString('en-US')} open windows, ${graceful.leaverPartitions.length} partitions in parallel`,
       ),
       row(
         '(b) SIGKILL → all caught up on survivor',
@@ -627,6 +683,7 @@ async function main(): Promise<void> {
         partitions: PARTITIONS,
         leaseTtlMs: LEASE_TTL_MS,
         loadRate: LOAD_RATE,
+        summaryWindowMs: SUMMARY_MS,
       },
       graceful: {
         summary: {
@@ -634,7 +691,9 @@ async function main(): Promise<void> {
           finalCheckpointMs: g((r) => r.finalCheckpointMs),
           leasesMs: g((r) => r.leasesMs),
           exitMs: g((r) => r.exitMs),
+          startedMs: g((r) => r.startedMs),
           rawMoveMs: stats(graceful.rawMoveMs),
+          rawTimerIndexMs: stats(graceful.rawTimerIndexMs),
         },
         goalP99Ms: GOAL_P99_MS,
         goalMet: handoff.p99 < GOAL_P99_MS,

@@ -23,6 +23,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
 import { partitionOf } from '../src/contract/partition.js';
+import { leaseKey } from '../src/fleet/leases.js';
 import type { PublishResult } from '../src/publisher/order-publisher.js';
 import { WatermarkStore } from '../src/state/watermark-store.js';
 import {
@@ -53,6 +54,12 @@ const ROUNDS = envInt('BENCH_ROUNDS', 3);
 const GOAL = 0.8;
 /** Generous: these waits bound a benchmark run, they are not measurements. */
 const WAIT_MS = 600_000;
+/**
+ * Summary windows open as usual (and are indexed at checkpoints) but never close during a run:
+ * their timers fire on a wall-clock deadline after publishing, which would make the figures
+ * depend on how long publishing took. `bench:timers` measures that part.
+ */
+const NO_SUMMARY_TIMERS = { SUMMARY_QUIET_MS: '3600000', SUMMARY_MAX_MS: '3600000' };
 /** Worker settings that keep everything in memory and never checkpoint on their own. */
 const NEVER_CHECKPOINT = {
   CHECKPOINT_EVERY_EVENTS: '1000000000',
@@ -79,7 +86,11 @@ async function stop(
 
 async function deployment(server: NatsServerHandle): Promise<TestDeployment> {
   // A namespace of its own per scenario: nothing one scenario leaves behind touches another.
-  const d = await provision(server.url, { partitions: PARTITIONS, isolate: true });
+  const d = await provision(server.url, {
+    partitions: PARTITIONS,
+    isolate: true,
+    env: NO_SUMMARY_TIMERS,
+  });
   deployments.push(d);
   return d;
 }
@@ -141,14 +152,16 @@ async function waitWatermarks(
   }
 }
 
-/** Waits until a KV bucket with a TTL is empty (a dead worker's leases or membership expired). */
-async function waitEmpty(kv: KV): Promise<void> {
+/**
+ * Waits until these keys of a bucket with a TTL are gone (a dead worker's leases or membership
+ * expired). Key by key: `kv.keys()` on a bucket whose entries expire meanwhile may never return.
+ */
+async function waitExpired(kv: KV, keys: readonly string[]): Promise<void> {
   const deadline = Date.now() + WAIT_MS;
   for (;;) {
-    const keys: string[] = [];
-    for await (const key of await kv.keys()) keys.push(key);
-    if (keys.length === 0) return;
-    if (Date.now() > deadline) throw new Error('bucket did not empty');
+    const entries = await Promise.all(keys.map((key) => kv.get(key)));
+    if (entries.every((e) => e === null || e.operation !== 'PUT')) return;
+    if (Date.now() > deadline) throw new Error(`${keys.join(', ')} did not expire`);
     await sleep(100);
   }
 }
@@ -268,6 +281,11 @@ interface HandoffResult {
   readonly gapMs: number;
   readonly replayedByNext: number;
   readonly cleanHandoffs: number;
+  /** Second worker: longest start → caught up of one partition (fencing, timer index, consumer). */
+  readonly slowestPartitionStartMs: number;
+  /** First worker: partitions whose final checkpoint failed (the next owner replays them). */
+  readonly failedFinalCheckpoints: number;
+  readonly leasesLost: number;
 }
 
 async function handoff(
@@ -311,6 +329,13 @@ async function handoff(
     replayedByNext: sumOf(logsWith(second, 'partition caught up'), 'replayed'),
     cleanHandoffs: logsWith(second, 'partition starting').filter((l) => l['cleanHandoff'] === true)
       .length,
+    failedFinalCheckpoints: logsWith(first, 'partition stopped').filter(
+      (l) => l['state'] === 'failed',
+    ).length,
+    leasesLost: logsWith(first, 'lease lost').length,
+    slowestPartitionStartMs: Math.max(
+      ...logsWith(second, 'partition caught up').map((l) => Number(l['durationMs'])),
+    ),
   };
   await stop(second, 'SIGTERM');
   return result;
@@ -342,8 +367,11 @@ async function replay(
   await stop(first, 'SIGKILL');
   // Let the dead worker's leases and membership expire, so every partition starts at once.
   const kvm = new Kvm(d.nc);
-  await waitEmpty(await kvm.open(d.names.leaseBucket));
-  await waitEmpty(await kvm.open(d.names.memberBucket));
+  await waitExpired(
+    await kvm.open(d.names.leaseBucket),
+    Array.from({ length: PARTITIONS }, (_, p) => leaseKey(p)),
+  );
+  await waitExpired(await kvm.open(d.names.memberBucket), [`m.${first.id}`]);
 
   const second = worker(d, 'bench-replay-2');
   await waitReady(second, WAIT_MS);
@@ -418,8 +446,10 @@ async function main(): Promise<void> {
         h.customers,
         Math.round(h.exitMs),
         '',
-        `exit ${String(h.exitCode)} after final checkpoints writing ${formatNumber(h.writtenAtSigterm)} customers; ` +
+        `exit ${String(h.exitCode)} after final checkpoints writing ${formatNumber(h.writtenAtSigterm)} customers ` +
+          `(${h.failedFinalCheckpoints} partitions failed, ${h.leasesLost} leases lost); ` +
           `next ready ${formatNumber(h.nextReadyMs)} ms after spawn (${formatNumber(h.gapMs)} ms after SIGTERM), ` +
+          `slowest partition start ${formatNumber(h.slowestPartitionStartMs)} ms, ` +
           `replayed ${h.replayedByNext}, clean ${h.cleanHandoffs}/${PARTITIONS}`,
       ]),
       [

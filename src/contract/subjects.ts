@@ -18,8 +18,14 @@ export function eventSubject(names: ResourceNames, partitions: number, customerI
   return `${names.ordersPrefix}.${partitionOf(customerId, partitions)}.${customerId}`;
 }
 
-export function ordersStreamSubjects(names: ResourceNames): string[] {
-  return [`${names.ordersPrefix}.>`];
+/**
+ * One subject per partition, `<prefix>.<p>.>`, rather than `<prefix>.>`: the stream then refuses
+ * a message whose partition token no runner consumes (`orders.99.x` with P = 8, `orders.01.x`,
+ * `orders.x`), so the publisher gets an error instead of an event that is stored but never
+ * applied. (A mis-partitioned but well-formed subject is consumed and dead-lettered.)
+ */
+export function ordersStreamSubjects(names: ResourceNames, partitions: number): string[] {
+  return Array.from({ length: partitions }, (_, p) => `${names.ordersPrefix}.${p}.>`);
 }
 
 export function partitionFilter(names: ResourceNames, partition: number): string {

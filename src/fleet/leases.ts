@@ -41,6 +41,7 @@ export class Lease {
   #released = false;
   #lostHandlers: (() => void)[] = [];
   #lost = false;
+  #renewing: Promise<void> = Promise.resolve();
 
   constructor(
     readonly partition: number,
@@ -68,12 +69,16 @@ export class Lease {
     if (this.#released) return;
     this.#released = true;
     clearTimeout(this.#timer);
+    // A renew in flight would move the revision under our conditional delete: wait for it.
+    await this.#renewing;
     if (this.#lost) return;
     await this.manager.releaseEntry(this.partition, this.#revision);
   }
 
   #schedule(): void {
-    this.#timer = setTimeout(() => void this.#renew(), this.manager.renewEveryMs);
+    this.#timer = setTimeout(() => {
+      this.#renewing = this.#renew();
+    }, this.manager.renewEveryMs);
     this.#timer.unref();
   }
 
@@ -84,6 +89,7 @@ export class Lease {
       this.#revision = await this.manager.renewEntry(this.partition, this.#revision);
       this.#validUntil = sentAt + this.manager.validityMs;
     } catch (err) {
+      if (this.#released) return; // released meanwhile: nothing to keep
       if (isWrongLastSequence(err)) {
         this.#markLost('renew rejected: another worker holds the lease');
         return;
@@ -94,6 +100,7 @@ export class Lease {
         'lease renew failed',
       );
     }
+    if (this.#released) return;
     if (!this.valid()) {
       this.#markLost('lease not renewed in time');
       return;

@@ -202,6 +202,8 @@ export class PartitionRunner<S, E, O = never> {
   readonly #timerQueue = new TimerQueue();
   readonly #timerDirty = new Map<string, PendingTimer<E> | undefined>();
   readonly #firing = new Set<string>();
+  #indexLoaded: Promise<void> = Promise.resolve();
+  #indexReady = false;
   /** Due time of each customer's earliest entry in the heap. */
   readonly #queuedDue = new Map<string, number>();
   #tick: NodeJS.Timeout | undefined;
@@ -258,14 +260,11 @@ export class PartitionRunner<S, E, O = never> {
     this.#watermark = fenced;
     this.#appliedSeq = previous.seq;
 
-    if (this.#deps.timers !== undefined) {
-      // Open windows of customers nobody holds in memory are found from the index, not by
-      // loading every customer.
-      for (const [customerId, timer] of await this.#deps.timers.index.load(this.partition)) {
-        this.#setTimer(customerId, timer);
-      }
-      this.#timerDirty.clear();
-    }
+    // Open windows of customers nobody holds in memory are found from the timer index, not by
+    // loading every customer. It is read alongside the start, not before it: with 100k open
+    // windows reading it takes about a second, which a handoff must not wait for.
+    this.#indexLoaded = this.#loadTimerIndex();
+    this.#indexLoaded.catch(() => undefined); // awaited (and rethrown) by the first checkpoint
     this.#backlog = await this.#recreateConsumer(previous.seq + 1);
     // After a graceful stop the previous owner applied nothing beyond W, so whatever is pending
     // is new. After a crash, the pending entries include work that must be redone: a replay.
@@ -510,6 +509,18 @@ export class PartitionRunner<S, E, O = never> {
     }
   }
 
+  async #loadTimerIndex(): Promise<void> {
+    const timers = this.#deps.timers;
+    if (timers === undefined) return;
+    for (const [customerId, timer] of await timers.index.load(this.partition)) {
+      // Entries applied meanwhile are newer than the index: a customer already touched by this
+      // runner has its timer (or none) from its state.
+      if (this.#resident.has(customerId) || this.#timers.has(customerId)) continue;
+      this.#setTimer(customerId, timer);
+    }
+    this.#indexReady = true;
+  }
+
   #emit(customerId: string, output: O): void {
     const sink = this.#deps.outputs;
     if (sink === undefined) return;
@@ -569,6 +580,7 @@ export class PartitionRunner<S, E, O = never> {
     if (
       timers === undefined ||
       !this.#caughtUp ||
+      !this.#indexReady ||
       this.#intakeStopped ||
       !this.#deps.settings.canWrite()
     )
@@ -680,6 +692,7 @@ export class PartitionRunner<S, E, O = never> {
       this.#lastCheckpointAt = Date.now();
       return;
     }
+    await this.#indexLoaded;
     // Outputs first: a summary must be stored before the watermark passes the entry that made it.
     const outputs = this.#pendingOutputs;
     this.#pendingOutputs = [];
@@ -691,6 +704,14 @@ export class PartitionRunner<S, E, O = never> {
     await Promise.all(
       dirty.map((id) =>
         limit(async () => {
+          // Checked before every write, not once per checkpoint: a process paused in the middle
+          // of a checkpoint must not go on writing after its lease may have moved.
+          if (!settings.canWrite()) {
+            throw new OrderFleetError(
+              ErrorCode.Fenced,
+              `partition ${this.partition}: lease lost, not writing`,
+            );
+          }
           const resident = this.#resident.get(id);
           if (resident === undefined) return;
           resident.revision = await customers.save(
@@ -740,7 +761,9 @@ export class PartitionRunner<S, E, O = never> {
    * state would be lost until replay, which is why this is not a plain LRU cache with eviction.
    */
   async #passivate(): Promise<void> {
-    const capacity = Math.max(1, this.#deps.settings.capacity());
+    // A share of 0 is honoured (a cap below the partition count): everything is evicted after
+    // each batch, once checkpointed.
+    const capacity = Math.max(0, this.#deps.settings.capacity());
     if (this.#resident.size <= capacity) return;
     if (this.#dirty.size > 0) await this.#checkpoint(false);
     for (const id of this.#resident.keys()) {

@@ -127,12 +127,21 @@ export class Worker<S, E, O = never> {
   async setPartitions(desired: Iterable<number>): Promise<void> {
     const want = new Set(desired);
     const stops: Promise<unknown>[] = [];
+    const wasPending = this.#pendingCatchUp.size > 0;
     for (const [p, supervisor] of this.#supervisors) {
       if (!want.has(p)) {
         this.#supervisors.delete(p);
         this.#pendingCatchUp.delete(p);
         stops.push(supervisor.stop());
       }
+    }
+    // Giving away the partitions still catching up can make the worker ready right here.
+    if (
+      wasPending &&
+      this.#pendingCatchUp.size === 0 &&
+      [...want].every((p) => this.#supervisors.has(p))
+    ) {
+      this.#becameReady();
     }
     await Promise.all(stops);
     for (const p of want) {
@@ -236,6 +245,11 @@ export class Worker<S, E, O = never> {
   #onCaughtUp(report: CatchUpReport): void {
     const wasPending = this.#pendingCatchUp.delete(report.partition);
     if (this.#pendingCatchUp.size > 0 || !wasPending) return;
+    this.#becameReady();
+  }
+
+  #becameReady(): void {
+    if (this.#closing !== undefined) return;
     if (this.#state === 'recovering') this.#transition('running');
     // Readiness: every partition this worker was given is running and caught up.
     this.#log.info({ partitions: this.ownedPartitions }, 'worker ready');
@@ -293,7 +307,9 @@ class Supervisor {
   async stop(): Promise<PartitionReport | undefined> {
     this.#stopping = true;
     const runner = this.#runner;
-    if (runner !== undefined && runner.state !== 'idle') await runner.stop();
+    // A runner still starting is stopped by the loop as soon as start() returns.
+    if (runner !== undefined && runner.state !== 'idle' && runner.state !== 'starting')
+      await runner.stop();
     return this.#loop;
   }
 

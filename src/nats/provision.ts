@@ -73,14 +73,14 @@ export async function setupDeployment(
 ): Promise<SetupReport> {
   const jsm = await jetstreamManager(nc);
   // Refuse a partition change before touching anything: a refused setup must change nothing.
-  await checkPartitionChange(jsm, nc, names, options.partitions);
+  const partitions = await resolvePartitions(jsm, nc, names, options.partitions);
   const resources: SetupReport['resources'][number][] = [];
   const replicas = options.replicas;
 
   resources.push(
     await ensureStream(jsm, {
       name: names.ordersStream,
-      subjects: ordersStreamSubjects(names),
+      subjects: ordersStreamSubjects(names, partitions),
       storage: StorageType.File,
       retention: RetentionPolicy.Limits,
       discard: DiscardPolicy.Old,
@@ -129,7 +129,7 @@ export async function setupDeployment(
     resources.push(await ensureBucket(nc, jsm, bucket, replicas, options.leaseTtlMs));
   }
 
-  const deployment = await ensureDeployment(nc, names, options.partitions);
+  const deployment = await ensureDeployment(nc, names, partitions);
   for (const r of resources)
     log.info(
       { kind: r.kind, name: r.name, action: r.action, changed: r.changed },
@@ -217,21 +217,23 @@ function refuseChange(existing: Deployment, requested: number | undefined): void
   );
 }
 
-async function checkPartitionChange(
+/** The deployment's partition count: the stored one, else the requested one, else the default. */
+async function resolvePartitions(
   jsm: JetStreamManager,
   nc: NatsConnection,
   names: ResourceNames,
   requested: number | undefined,
-): Promise<void> {
-  if (requested === undefined) return;
+): Promise<number> {
   try {
     await jsm.streams.info(`KV_${names.metaBucket}`);
   } catch (err) {
-    if (isStreamNotFound(err)) return; // a new deployment: nothing to compare with
+    if (isStreamNotFound(err)) return requested ?? DEFAULT_PARTITIONS; // a new deployment
     throw err;
   }
   const existing = await readDeployment(await new Kvm(nc).open(names.metaBucket));
-  if (existing !== undefined) refuseChange(existing, requested);
+  if (existing === undefined) return requested ?? DEFAULT_PARTITIONS;
+  refuseChange(existing, requested);
+  return existing.partitions;
 }
 
 async function ensureDeployment(

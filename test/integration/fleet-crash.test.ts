@@ -159,7 +159,7 @@ async function settledOwners(dep: TestDeployment, owners: readonly string[]): Pr
 
 /**
  * Stops workers one by one, each gracefully, waiting for the rest to own everything before the
- * next SIGTERM (a worker stopped while it is still starting a runner exits 1: see the `it.fails`
+ * next SIGTERM (a worker stopped while it is still starting a runner exits 1: see the regression test
  * in fleet-rolling.test.ts).
  */
 async function stopAllGracefully(

@@ -163,7 +163,7 @@ async function settledOwners(dep: TestDeployment, owners: readonly string[]): Pr
 
 /**
  * Stops workers one by one, each gracefully, waiting for the rest to own everything before the
- * next SIGTERM (a worker stopped while it is still starting a runner exits 1: see the `it.fails`
+ * next SIGTERM (a worker stopped while it is still starting a runner exits 1: see the regression test
  * in fleet-rolling.test.ts).
  */
 async function stopAllGracefully(
@@ -339,13 +339,13 @@ describe('fleet rolling restart under load', () => {
     expect(allStarts.filter((l) => field(l, 'cleanHandoff') !== true)).toEqual([]);
     expect(stopped.reduce((sum, l) => sum + numberField(l, 'replayed'), 0)).toBe(0);
     // No partition failed anywhere. ('lease lost' is not asserted here: a graceful release that
-    // races a lease renew logs it spuriously and leaves the lease to expire — see the `it.fails`
+    // races a lease renew logs it spuriously and leaves the lease to expire — see the regression test
     // below; the handoff then waits for the TTL but stays clean, which is what is asserted above.)
     for (const w of all)
       expect(linesOf(w, 'partition failed, restarting').map((l) => JSON.stringify(l))).toEqual([]);
   });
 
-  // BUG (src/fleet/leases.ts, Lease.release vs Lease.#renew): release() does not wait for a renew
+  // Regression test, fixed bug (src/fleet/leases.ts, Lease.release vs Lease.#renew): release() does not wait for a renew
   // that is already in flight. Its conditional delete carries the revision from before that renew;
   // the server applies the renew first (same connection, so always in that order), the delete
   // fails with "wrong last sequence", and releaseEntry swallows that as "we were fenced". The
@@ -356,8 +356,8 @@ describe('fleet rolling restart under load', () => {
   // the race is made deterministic by freezing the server (SIGSTOP) just before a renew is due and
   // releasing while that renew waits. Suggested fix: keep the in-flight renew promise in Lease and
   // await it in release() before the conditional delete (or retry the delete with the revision
-  // the renew returned). Remove `.fails` once fixed.
-  it.fails('releases a lease at once even when a renew is in flight', async () => {
+  // the renew returned).
+  it('releases a lease at once even when a renew is in flight', async () => {
     const server = await startNatsServer();
     teardown.push(() => server.cleanup());
     const ttlMs = 2000;
@@ -410,7 +410,7 @@ describe('fleet rolling restart under load', () => {
     expect(logged.filter((l) => l['msg'] === 'lease lost')).toEqual([]);
   });
 
-  // BUG (src/fleet/worker.ts, Supervisor.stop): stop() calls runner.stop() whenever the runner is
+  // Regression test, fixed bug (src/fleet/worker.ts, Supervisor.stop): stop() calls runner.stop() whenever the runner is
   // not 'idle', including while PartitionRunner.start() is still running (state 'starting').
   // PartitionRunner.stop() then throws "partition runner was never started" (#loop is only set at
   // the end of start()), Worker.close() rejects, and the graceful SIGTERM ends with exit code 1
@@ -421,8 +421,8 @@ describe('fleet rolling restart under load', () => {
   // suggested fix: in Supervisor.stop skip runner.stop() while the runner is 'starting' and let
   // #run stop it when start() returns (or make PartitionRunner.stop() during start() defer).
   // Made (nearly) deterministic by freezing the server the moment w2 logs that a runner is
-  // starting and sending SIGTERM while it is frozen. Remove `.fails` once fixed.
-  it.fails('exits 0 on SIGTERM while a partition runner is still starting', async () => {
+  // starting and sending SIGTERM while it is frozen.
+  it('exits 0 on SIGTERM while a partition runner is still starting', async () => {
     const server = await startNatsServer();
     teardown.push(() => server.cleanup());
     const dep = await provision(server.url, { partitions: 2, leaseTtlMs: 3000 });

@@ -347,7 +347,7 @@ describe('fleet scale 1 → 3 → 1 under load', () => {
     expect(othersOnKept).toEqual([]);
   });
 
-  // BUG (src/fleet/worker.ts, Worker.setPartitions): 'worker ready' is only logged from
+  // Regression test, fixed bug (src/fleet/worker.ts, Worker.setPartitions): 'worker ready' is only logged from
   // #onCaughtUp, i.e. when the last pending partition catches up. When a rebalance takes away the
   // partitions that were still pending (not yet caught up) and every partition the worker keeps
   // has already caught up, #pendingCatchUp becomes empty inside setPartitions and nobody logs
@@ -357,7 +357,7 @@ describe('fleet scale 1 → 3 → 1 under load', () => {
   // race is made deterministic by holding the leases of the partitions w1 is about to give away,
   // so they stay pending on w1 until w2 joins. Remove `.fails` once setPartitions re-checks
   // readiness after removing pending partitions.
-  it.fails("logs 'worker ready' when the partitions still pending are moved away", async () => {
+  it("logs 'worker ready' when the partitions still pending are moved away", async () => {
     const server = await startNatsServer();
     teardown.push(() => server.cleanup());
     const dep = await provision(server.url, { partitions: PARTITIONS, leaseTtlMs: 3000 });

@@ -174,7 +174,7 @@ async function settledOwners(dep: TestDeployment, owners: readonly string[]): Pr
 
 /**
  * Stops workers one by one, each gracefully, waiting for the rest to own everything before the
- * next SIGTERM (a worker stopped while it is still starting a runner exits 1: see the `it.fails`
+ * next SIGTERM (a worker stopped while it is still starting a runner exits 1: see the regression test
  * in fleet-rolling.test.ts).
  */
 async function stopAllGracefully(
@@ -297,7 +297,7 @@ describe('fleet zombie owner (SIGSTOP past the lease TTL, then SIGCONT)', () => 
     teardown.push(() => targeted.finish());
 
     // Debug level: a runner's 'partition state' line carries the error code when it fails.
-    // Started one after the other: see the `it.fails` in fleet-scale.test.ts for why workers that
+    // Started one after the other: see the regression test in fleet-scale.test.ts for why workers that
     // start together may never log 'worker ready'.
     for (const id of ['z1', 'z2', 'z3']) {
       const w = spawnWorker(dep, id, { LOG_LEVEL: 'debug' });

@@ -1,18 +1,22 @@
 // Bounded memory: with MAX_CUSTOMERS_IN_MEMORY=100 and 1,000 active customers, a real worker
 // process must still compute exactly the model, while keeping at most 100 customers in memory.
 //
-// The worker does not report how many customers it holds, so this is measured from outside,
-// through behaviour it documents: a customer that is not in memory is loaded from the state
-// bucket (a `$JS.API.STREAM.MSG.GET.KV_<bucket>` request, which any client in the account can
-// observe), and a `contents` question about a customer not in memory is answered from KV too,
-// without bringing it into memory. So, once the worker is idle, asking about N customers causes
-// exactly N − resident loads.
+// Two independent readings of how many customers the worker holds, taken once it is idle:
+// - its own report, the `order_fleet_resident_customers` gauge on the admin server's /metrics;
+// - its observable behaviour: a customer that is not in memory is loaded from the state bucket
+//   (a `$JS.API.STREAM.MSG.GET.KV_<bucket>` request, which any client of the account can see),
+//   and a `contents` question about such a customer is answered from KV without bringing it into
+//   memory, so asking about all N customers causes exactly N − resident loads.
+// Both must agree and stay within the cap.
 
-import type { NatsConnection, Subscription } from '@nats-io/transport-node';
+import { jetstreamManager, type ConsumerInfo } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
+import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import pLimit from 'p-limit';
 import { afterEach, describe, expect, it, type TestContext } from 'vitest';
-import { fleetStatus, type FleetStatus } from '../../src/admin/status.js';
+import { LeaseValueSchema, leaseKey } from '../../src/fleet/leases.js';
+import { isConsumerNotFound } from '../../src/nats/errors.js';
+import { WatermarkStore } from '../../src/state/watermark-store.js';
 import { partitionOf } from '../../src/contract/partition.js';
 import type { ContentsReply } from '../../src/fleet/queries.js';
 import type { PublishResult } from '../../src/publisher/order-publisher.js';
@@ -20,7 +24,6 @@ import {
   eventually,
   provision,
   readStoredStates,
-  silentLogger,
   spawnWorker,
   waitReady,
   type LogLine,
@@ -35,9 +38,16 @@ import {
   type ModelEvent,
 } from '../support/model.js';
 import { startNatsServer, type NatsServerHandle } from '../support/nats-server.js';
+import { freePort } from '../support/ports.js';
 
 const CAP = 100;
 const CUSTOMERS = 1_000;
+
+/**
+ * Summary windows stay open for the whole test: their timers would append entries to the log
+ * (and publish summaries) on a wall-clock deadline, which is not what this file is about.
+ */
+const NO_SUMMARY_TIMERS = { SUMMARY_QUIET_MS: '3600000', SUMMARY_MAX_MS: '3600000' };
 
 let server: NatsServerHandle | undefined;
 let dep: TestDeployment | undefined;
@@ -97,6 +107,57 @@ function lastBySubj(body: string): string {
   return typeof parsed.last_by_subj === 'string' ? parsed.last_by_subj : '';
 }
 
+interface PartitionProgress {
+  readonly partition: number;
+  readonly owner: string | null;
+  readonly watermark: number;
+  /** Of the partition's consumer; null while it does not exist. */
+  readonly pending: number | null;
+  readonly unacked: number | null;
+}
+
+/**
+ * What `order-fleet status` shows per partition (lease holder, watermark, pending, unacked), read
+ * key by key. Not `fleetStatus` itself: it lists the lease and member buckets with `kv.keys()`,
+ * which never returns if an entry expires during the listing while workers keep writing (a
+ * crashed worker's lease or membership entry, exactly when a test polls it).
+ */
+async function partitionProgress(d: TestDeployment): Promise<PartitionProgress[]> {
+  const kvm = new Kvm(d.nc);
+  const [meta, leases, jsm] = await Promise.all([
+    kvm.open(d.names.metaBucket),
+    kvm.open(d.names.leaseBucket),
+    jetstreamManager(d.nc),
+  ]);
+  const watermarks = new WatermarkStore(meta);
+  const consumerInfo = async (p: number): Promise<ConsumerInfo | null> => {
+    try {
+      return await jsm.consumers.info(d.names.ordersStream, `partition-${p}`);
+    } catch (err) {
+      if (isConsumerNotFound(err)) return null; // no runner has started it yet
+      throw err;
+    }
+  };
+  return Promise.all(
+    Array.from({ length: d.partitions }, async (_, p): Promise<PartitionProgress> => {
+      const [{ watermark }, lease, consumer] = await Promise.all([
+        watermarks.load(p),
+        leases.get(leaseKey(p)),
+        consumerInfo(p),
+      ]);
+      const holder =
+        lease?.operation === 'PUT' ? LeaseValueSchema.safeParse(lease.json()) : undefined;
+      return {
+        partition: p,
+        owner: holder?.success === true ? holder.data.owner : null,
+        watermark: watermark.seq,
+        pending: consumer?.num_pending ?? null,
+        unacked: consumer?.num_ack_pending ?? null,
+      };
+    }),
+  );
+}
+
 /** Waits until every partition's watermark covers its last event and nothing is unacked. */
 async function waitCheckpointed(
   d: TestDeployment,
@@ -108,10 +169,10 @@ async function waitCheckpointed(
     const p = partitionOf(r.customerId, d.partitions);
     last.set(p, Math.max(last.get(p) ?? 0, r.seq));
   }
-  let seen: FleetStatus | undefined;
+  let seen: PartitionProgress[] | undefined;
   const done = await eventually(async () => {
-    seen = await fleetStatus(d.nc, d.names, silentLogger);
-    return seen.table.every(
+    seen = await partitionProgress(d);
+    return seen.every(
       (t) =>
         t.owner === owner &&
         t.watermark === (last.get(t.partition) ?? 0) &&
@@ -120,12 +181,12 @@ async function waitCheckpointed(
     )
       ? true
       : undefined;
-  }, 60_000).then(
+  }, 45_000).then(
     () => true,
     (err: unknown) => err,
   );
   if (done !== true) {
-    throw new Error(`partitions not checkpointed by ${owner}: ${JSON.stringify(seen?.table)}`, {
+    throw new Error(`partitions not checkpointed by ${owner}: ${JSON.stringify(seen)}`, {
       cause: done,
     });
   }
@@ -190,24 +251,43 @@ function eventsPerCustomer(events: readonly ModelEvent[]): Map<string, number> {
   return out;
 }
 
+/** The worker's own report: the `order_fleet_resident_customers` gauge on its admin server. */
+async function reportedResident(port: number): Promise<number> {
+  const res = await fetch(`http://127.0.0.1:${port}/metrics`);
+  const text = await res.text();
+  expect(res.status, text).toBe(200);
+  const match = /^order_fleet_resident_customers\{[^}]*\} (\d+)$/mu.exec(text);
+  if (match?.[1] === undefined) throw new Error(`no resident gauge in /metrics:\n${text}`);
+  return Number(match[1]);
+}
+
 async function setUp(
   env: Record<string, string>,
   id: string,
-): Promise<{ d: TestDeployment; w: WorkerProcess; loads: LoadCounter }> {
+): Promise<{
+  d: TestDeployment;
+  w: WorkerProcess;
+  loads: LoadCounter;
+  metrics: () => Promise<number>;
+}> {
   server = await startNatsServer();
-  const d = await provision(server.url, { isolate: false });
+  const d = await provision(server.url, { isolate: false, env: NO_SUMMARY_TIMERS });
   dep = d;
   const loads = new LoadCounter(d.nc, d.names.stateBucket);
   await d.nc.flush();
-  const w = spawnWorker(d, id, env);
+  const port = await freePort();
+  const w = spawnWorker(d, id, { ...env, ADMIN_PORT: String(port), ADMIN_HOST: '127.0.0.1' });
   workers.push(w);
   await waitReady(w);
-  return { d, w, loads };
+  return { d, w, loads, metrics: () => reportedResident(port) };
 }
 
 describe('passivation', () => {
   it(`keeps at most ${CAP} of ${CUSTOMERS} active customers in memory and still computes the model`, async () => {
-    const { d, w, loads } = await setUp({ MAX_CUSTOMERS_IN_MEMORY: String(CAP) }, 'passivation-w1');
+    const { d, w, loads, metrics } = await setUp(
+      { MAX_CUSTOMERS_IN_MEMORY: String(CAP) },
+      'passivation-w1',
+    );
 
     // Phase 1, published while the worker runs.
     const load1 = generateLoad(CUSTOMERS, 4_000, 11, 'pas');
@@ -217,7 +297,9 @@ describe('passivation', () => {
     // Customers were dropped and loaded again: more loads than customers.
     expect(loads.count).toBeGreaterThan(distinct1);
     const expected1 = modelFromPublished(load1, results1).expected();
-    expect(await residentCustomers(d, w.id, loads, expected1)).toBeLessThanOrEqual(CAP);
+    const reported1 = await metrics();
+    expect(reported1).toBeLessThanOrEqual(CAP);
+    expect(await residentCustomers(d, w.id, loads, expected1)).toBe(reported1);
 
     // Phase 2: the same customers again.
     const load2 = generateLoad(CUSTOMERS, 4_000, 12, 'pas');
@@ -225,7 +307,9 @@ describe('passivation', () => {
     await waitCheckpointed(d, w.id, results2);
     const all = [...load1, ...load2];
     const expected = modelFromPublished(all, [...results1, ...results2]).expected();
-    expect(await residentCustomers(d, w.id, loads, expected)).toBeLessThanOrEqual(CAP);
+    const reported2 = await metrics();
+    expect(reported2).toBeLessThanOrEqual(CAP);
+    expect(await residentCustomers(d, w.id, loads, expected)).toBe(reported2);
 
     // Exactly the model: every customer's items, and each event applied exactly once.
     expect(diffStates(expected, await readStoredStates(d))).toEqual([]);
@@ -239,13 +323,36 @@ describe('passivation', () => {
     expect(applied).toBe(all.length);
   });
 
+  // Regression test, fixed bug (src/fleet/worker.ts, `capacity` in #createRunner): each partition's share of the cap is
+  // `Math.floor(MAX_CUSTOMERS_IN_MEMORY / partitions)`, and the runner keeps at least one customer
+  // (`Math.max(1, capacity())` in #passivate), so a cap below the number of owned partitions is
+  // not honoured: with a cap of 4 and 8 partitions the worker settles at 8 resident customers.
+  // g. spread the remainder and allow a share of 0, or
+  // refuse a cap below the partition count).
+  it('honours a cap below the number of partitions', async () => {
+    const cap = 4;
+    const { d, w, loads, metrics } = await setUp(
+      { MAX_CUSTOMERS_IN_MEMORY: String(cap) },
+      'passivation-small-cap-w1',
+    );
+    expect(d.partitions).toBeGreaterThan(cap);
+    const load = generateLoad(100, 400, 14, 'small');
+    const results = await publishAll(d, load);
+    await waitCheckpointed(d, w.id, results);
+    const expected = modelFromPublished(load, results).expected();
+    const reported = await metrics();
+    expect(await residentCustomers(d, w.id, loads, expected)).toBe(reported);
+    expect(reported).toBeLessThanOrEqual(cap);
+  });
+
   it('control: without a tight cap every customer stays in memory and is loaded once', async () => {
-    const { d, w, loads } = await setUp({}, 'passivation-control-w1');
+    const { d, w, loads, metrics } = await setUp({}, 'passivation-control-w1');
     const load = generateLoad(CUSTOMERS, 3_000, 13, 'ctl');
     const results = await publishAll(d, load);
     await waitCheckpointed(d, w.id, results);
     expect(loads.count).toBe(new Set(load.map((e) => e.customerId)).size);
     const expected = modelFromPublished(load, results).expected();
+    expect(await metrics()).toBe(expected.size);
     expect(await residentCustomers(d, w.id, loads, expected)).toBe(expected.size);
     expect(diffStates(expected, await readStoredStates(d))).toEqual([]);
   });

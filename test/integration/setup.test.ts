@@ -33,7 +33,7 @@ afterAll(async () => {
 });
 
 const NAMES = resourceNames('');
-const STREAMS = [NAMES.ordersStream, NAMES.deadLetterStream] as const;
+const STREAMS = [NAMES.ordersStream, NAMES.deadLetterStream, NAMES.notificationsStream] as const;
 const BUCKETS = [NAMES.stateBucket, NAMES.metaBucket, NAMES.leaseBucket, NAMES.memberBucket];
 
 interface Target {
@@ -140,7 +140,7 @@ describe('order-fleet setup', () => {
       [...STREAMS, ...BUCKETS.map((b) => `KV_${b}`)].sort(),
     );
     expect(afterFirst.streams[NAMES.ordersStream]).toMatchObject({
-      subjects: ['orders.>'],
+      subjects: Array.from({ length: 32 }, (_, p) => `orders.${p}.>`),
       storage: 'file',
       retention: 'limits',
       discard: 'old',

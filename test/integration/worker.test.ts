@@ -21,6 +21,12 @@ import {
 import { diffStates, generateLoad, modelFromPublished, publishAll } from '../support/model.js';
 import { startNatsServer, type NatsServerHandle } from '../support/nats-server.js';
 
+/**
+ * Summary windows stay open for the whole test: their timers would append entries to the log
+ * (and publish summaries) on a wall-clock deadline, which is not what this file is about.
+ */
+const NO_SUMMARY_TIMERS = { SUMMARY_QUIET_MS: '3600000', SUMMARY_MAX_MS: '3600000' };
+
 let server: NatsServerHandle | undefined;
 let dep: TestDeployment | undefined;
 const workers: WorkerProcess[] = [];
@@ -40,7 +46,7 @@ afterEach(async (ctx: TestContext) => {
 
 async function deployment(): Promise<TestDeployment> {
   server = await startNatsServer();
-  dep = await provision(server.url, { isolate: false });
+  dep = await provision(server.url, { isolate: false, env: NO_SUMMARY_TIMERS });
   return dep;
 }
 

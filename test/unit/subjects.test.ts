@@ -85,8 +85,8 @@ describe('eventSubject / stream subjects / filters', () => {
   });
 
   it('captures the whole prefix on the stream and filters per partition', () => {
-    expect(ordersStreamSubjects(names)).toEqual(['orders.>']);
-    expect(ordersStreamSubjects(nsNames)).toEqual(['team-a_1.orders.>']);
+    expect(ordersStreamSubjects(names, 3)).toEqual(['orders.0.>', 'orders.1.>', 'orders.2.>']);
+    expect(ordersStreamSubjects(nsNames, 1)).toEqual(['team-a_1.orders.0.>']);
     expect(partitionFilter(names, 7)).toBe('orders.7.>');
     expect(partitionFilter(nsNames, 0)).toBe('team-a_1.orders.0.>');
   });
