@@ -38,6 +38,8 @@ export const ErrorCode = {
   QueryFailed: 'QUERY_FAILED',
   /** Graceful shutdown did not finish before its deadline. */
   ShutdownTimeout: 'SHUTDOWN_TIMEOUT',
+  /** Graceful shutdown finished, but some partitions' final checkpoint failed (replay covers it). */
+  ShutdownIncomplete: 'SHUTDOWN_INCOMPLETE',
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];

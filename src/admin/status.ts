@@ -49,11 +49,17 @@ export async function fleetStatus(
     log,
   });
   const watermarks = new WatermarkStore(await kvm.open(names.metaBucket));
-  const holders = await leases.holders();
+  const holders = await leases.holders(deployment.partitions);
 
   const members: { id: string; since: string }[] = [];
-  for await (const key of await membersKv.keys('m.>')) {
-    const entry = await membersKv.get(key);
+  // The member keys come from the stream's per-subject counts, not kv.keys(): a listing of a TTL
+  // bucket can miss its end when an entry expires while it runs.
+  const prefix = `$KV.${names.memberBucket}.`;
+  const info = await jsm.streams.info(`KV_${names.memberBucket}`, {
+    subjects_filter: `${prefix}m.>`,
+  });
+  for (const subject of Object.keys(info.state.subjects ?? {})) {
+    const entry = await membersKv.get(subject.slice(prefix.length));
     if (entry === null || entry.operation !== 'PUT') continue;
     const parsed = MemberSchema.safeParse(entry.json());
     if (parsed.success) members.push({ id: parsed.data.id, since: parsed.data.since });

@@ -209,15 +209,18 @@ export class LeaseManager {
   }
 
   /** Current holders, for status and tests. */
-  async holders(): Promise<Map<number, string>> {
+  async holders(partitions: number): Promise<Map<number, string>> {
+    // One get per partition rather than kv.keys(): a listing of a TTL bucket can miss its end
+    // when entries expire while it runs, and then waits for its idle timeout.
     const out = new Map<number, string>();
-    const keys = await this.#kv.keys('p.>');
-    for await (const key of keys) {
-      const entry = await this.#kv.get(key);
-      if (entry === null || entry.operation !== 'PUT') continue;
-      const parsed = LeaseValueSchema.safeParse(entry.json());
-      if (parsed.success) out.set(parsed.data.partition, parsed.data.owner);
-    }
+    await Promise.all(
+      Array.from({ length: partitions }, async (_, p) => {
+        const entry = await this.#kv.get(leaseKey(p));
+        if (entry === null || entry.operation !== 'PUT') return;
+        const parsed = LeaseValueSchema.safeParse(entry.json());
+        if (parsed.success) out.set(p, parsed.data.owner);
+      }),
+    );
     return out;
   }
 

@@ -279,9 +279,7 @@ export class PartitionRunner<S, E, O = never> {
       },
       'partition starting',
     );
-    this.#transition(this.#backlog > 0 ? 'recovering' : 'running');
-    if (this.#backlog === 0) this.#markCaughtUp();
-
+    // Answer questions before reporting caught up: 'worker ready' must mean it can answer.
     this.#querySub = this.#deps.nc.subscribe(`${this.#deps.names.queryPrefix}.${this.partition}`, {
       callback: (err, msg) => {
         if (err !== null) {
@@ -291,6 +289,8 @@ export class PartitionRunner<S, E, O = never> {
         void this.#answer(msg);
       },
     });
+    this.#transition(this.#backlog > 0 ? 'recovering' : 'running');
+    if (this.#backlog === 0) this.#markCaughtUp();
     this.#loop = this.#run();
     if (this.#deps.timers !== undefined) {
       this.#tick = setInterval(() => this.#fireDue(), this.#deps.timers.tickMs);

@@ -323,12 +323,10 @@ describe('passivation', () => {
     expect(applied).toBe(all.length);
   });
 
-  // Regression test, fixed bug (src/fleet/worker.ts, `capacity` in #createRunner): each partition's share of the cap is
-  // `Math.floor(MAX_CUSTOMERS_IN_MEMORY / partitions)`, and the runner keeps at least one customer
-  // (`Math.max(1, capacity())` in #passivate), so a cap below the number of owned partitions is
-  // not honoured: with a cap of 4 and 8 partitions the worker settles at 8 resident customers.
-  // g. spread the remainder and allow a share of 0, or
-  // refuse a cap below the partition count).
+  // Regression test for a fixed bug: each partition's share of the cap is
+  // `Math.floor(MAX_CUSTOMERS_IN_MEMORY / partitions)`, and #passivate used to keep at least one
+  // customer per partition (`Math.max(1, capacity())`), so a cap below the number of owned
+  // partitions was not honoured: with a cap of 4 and 8 partitions the worker settled at 8.
   it('honours a cap below the number of partitions', async () => {
     const cap = 4;
     const { d, w, loads, metrics } = await setUp(

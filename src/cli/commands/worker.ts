@@ -1,6 +1,6 @@
 import closeWithGrace from 'close-with-grace';
 import type { Command } from 'commander';
-import { describeError } from '../../errors.js';
+import { describeError, ErrorCode, OrderFleetError } from '../../errors.js';
 import { startOrderWorker } from '../../main.js';
 import { commandContext, type GlobalFlags } from '../context.js';
 
@@ -40,7 +40,18 @@ export function registerWorker(program: Command, env: NodeJS.ProcessEnv): void {
           if (err !== undefined)
             ctx.log.error({ err: describeError(err) }, 'fatal error, shutting down');
           ctx.log.info({ signal }, 'shutdown requested');
-          await running.close();
+          const report = await running.close();
+          const failed = report.partitions
+            .filter((p) => p.state === 'failed')
+            .map((p) => p.partition);
+          if (failed.length > 0) {
+            // Exit 1: those partitions' last entries were not checkpointed; the next owner replays them.
+            ctx.log.error({ partitions: failed }, 'final checkpoint failed for some partitions');
+            throw new OrderFleetError(
+              ErrorCode.ShutdownIncomplete,
+              `final checkpoint failed for partitions ${failed.join(', ')}`,
+            );
+          }
         },
       );
     });
