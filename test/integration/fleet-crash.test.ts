@@ -8,29 +8,26 @@
 //   no customer's stored lastSeq lags its last event (nothing lost, nothing applied twice).
 // No timing is asserted: only outcomes.
 
-import { setTimeout as sleep } from 'node:timers/promises';
-import { afterEach, describe, expect, it, onTestFailed } from 'vitest';
-import type { FleetStatus } from '../../src/admin/status.js';
-import { assignPartitions } from '../../src/fleet/assignment.js';
-import type { PublishResult } from '../../src/publisher/order-publisher.js';
+import { afterEach, describe, expect, it } from 'vitest';
+import {
+  BackgroundLoad,
+  field,
+  linesOf,
+  numberField,
+  settled,
+  settledOwners,
+  stopAllGracefully,
+  traceOnFailure,
+} from '../support/fleet-scenarios.js';
 import {
   eventually,
   provision,
   readStoredStates,
-  runCli,
   spawnWorker,
   waitReady,
-  type LogLine,
-  type TestDeployment,
   type WorkerProcess,
 } from '../support/fleet.js';
-import {
-  diffStates,
-  generateLoad,
-  modelFromPublished,
-  publishAll,
-  type ModelEvent,
-} from '../support/model.js';
+import { diffStates, modelFromPublished } from '../support/model.js';
 import { startNatsServer } from '../support/nats-server.js';
 
 const PARTITIONS = 8;
@@ -44,181 +41,6 @@ const teardown: (() => Promise<void>)[] = [];
 afterEach(async () => {
   for (const task of teardown.splice(0).reverse()) await task();
 });
-
-/**
- * Publishes in paced chunks in the background until told to finish and at least `minEvents` are
- * stored, so every phase of the scenario runs under load. Chunks are published one after the
- * other, so the model can be folded from the stored sequences.
- */
-class BackgroundLoad {
-  readonly events: ModelEvent[] = [];
-  readonly results: PublishResult[] = [];
-  #finishing = false;
-  #failure: Error | undefined;
-  readonly #done: Promise<void>;
-
-  constructor(
-    private readonly dep: TestDeployment,
-    private readonly opts: {
-      readonly customers: number;
-      readonly minEvents: number;
-      readonly chunk: number;
-      readonly pauseMs: number;
-      readonly prefix: string;
-    },
-  ) {
-    this.#done = this.#run().then(
-      () => undefined,
-      (err: unknown) => {
-        // Recorded and rethrown by finish(), so the test fails with the publisher's error.
-        this.#failure = err instanceof Error ? err : new Error(String(err));
-      },
-    );
-  }
-
-  get published(): number {
-    return this.results.length;
-  }
-
-  async #run(): Promise<void> {
-    for (let seed = 1; !(this.#finishing && this.published >= this.opts.minEvents); seed++) {
-      const chunk = generateLoad(this.opts.customers, this.opts.chunk, seed, this.opts.prefix);
-      const results = await publishAll(this.dep, chunk, { maxInFlight: 64 });
-      this.events.push(...chunk);
-      this.results.push(...results);
-      await sleep(this.opts.pauseMs);
-    }
-  }
-
-  /** Stops after the minimum is reached; rethrows a publishing failure. */
-  async finish(): Promise<void> {
-    this.#finishing = true;
-    await this.#done;
-    if (this.#failure !== undefined) throw this.#failure;
-  }
-}
-
-async function fleetStatusJson(dep: TestDeployment): Promise<FleetStatus> {
-  const result = await runCli(dep, ['status', '--json']);
-  if (result.code !== 0) throw new Error(`status exited ${result.code}: ${result.stderr}`);
-  return JSON.parse(result.stdout) as FleetStatus;
-}
-
-/** Asserts a worker exited 0; on failure the message carries the worker's last logs. */
-function expectExitZero(
-  worker: WorkerProcess,
-  exit: { code: number | null; signal: NodeJS.Signals | null },
-): void {
-  const tail = worker
-    .logs()
-    .filter((l) => typeof l['level'] === 'number' && l['level'] >= 30)
-    .slice(-15)
-    .map((l) => JSON.stringify(l))
-    .join('\n');
-  expect(exit, `${worker.id} exit; last log lines:\n${tail}`).toEqual({ code: 0, signal: null });
-}
-
-/** SIGTERM (once) and wait for the exit, which must be graceful (code 0). */
-async function stopGracefully(worker: WorkerProcess): Promise<void> {
-  expectExitZero(worker, await worker.stop('SIGTERM'));
-}
-
-function field(line: LogLine, key: string): unknown {
-  return line[key];
-}
-
-function numberField(line: LogLine, key: string): number {
-  const value = field(line, key);
-  if (typeof value !== 'number')
-    throw new Error(`log line has no number ${key}: ${JSON.stringify(line)}`);
-  return value;
-}
-
-function linesOf(worker: WorkerProcess, msg: string): LogLine[] {
-  return worker.logs().filter((l) => l.msg === msg);
-}
-
-/**
- * Waits until membership is exactly `owners` and every partition is held by the owner the
- * rendezvous assignment gives it: one owner each, no handoff under way (lag may still be > 0).
- */
-async function settledOwners(dep: TestDeployment, owners: readonly string[]): Promise<FleetStatus> {
-  const assignment = assignPartitions(owners, dep.partitions);
-  return eventually(
-    async () => {
-      const s = await fleetStatusJson(dep);
-      const ok =
-        s.table.every((t) => t.owner === assignment.get(t.partition)) &&
-        JSON.stringify(s.members.map((m) => m.id)) === JSON.stringify([...owners].sort());
-      return ok ? s : undefined;
-    },
-    45_000,
-    250,
-  );
-}
-
-/**
- * Stops workers one by one, each gracefully, waiting for the rest to own everything before the
- * next SIGTERM (a worker stopped while it is still starting a runner exits 1: see the regression test
- * in fleet-rolling.test.ts).
- */
-async function stopAllGracefully(
-  dep: TestDeployment,
-  workers: readonly WorkerProcess[],
-): Promise<void> {
-  for (const [i, w] of workers.entries()) {
-    await stopGracefully(w);
-    const rest = workers.slice(i + 1).map((r) => r.id);
-    if (rest.length > 0) await settledOwners(dep, rest);
-  }
-}
-
-/**
- * Returns `step(name)`. If the test fails or times out, prints the steps it reached and each
- * worker's last log lines (info and above), so a failure on a loaded machine can be diagnosed.
- */
-function traceOnFailure(workers: readonly WorkerProcess[]): (name: string) => void {
-  const began = performance.now();
-  const steps: string[] = [];
-  onTestFailed(() => {
-    const out = [`steps: ${steps.join(' → ')}`];
-    for (const w of workers) {
-      out.push(`--- ${w.id}`);
-      out.push(
-        ...w
-          .logs()
-          .filter((l) => typeof l['level'] === 'number' && l['level'] >= 30)
-          .slice(-25)
-          .map((l) => JSON.stringify(l)),
-      );
-    }
-    console.error(out.join('\n'));
-  });
-  return (name) => {
-    steps.push(`${name} @${Math.round(performance.now() - began)}ms`);
-  };
-}
-
-/**
- * Waits until the fleet has converged on `owners`: membership is exactly `owners`, every partition
- * is held by the owner the rendezvous assignment gives it (so exactly one owner each, and no
- * handoff still under way), and every partition is fully delivered and checkpointed (lag 0).
- */
-async function settled(dep: TestDeployment, owners: readonly string[]): Promise<FleetStatus> {
-  const assignment = assignPartitions(owners, dep.partitions);
-  return eventually(
-    async () => {
-      const s = await fleetStatusJson(dep);
-      const ok =
-        s.table.length === dep.partitions &&
-        s.table.every((t) => t.owner === assignment.get(t.partition) && t.lag === 0) &&
-        JSON.stringify(s.members.map((m) => m.id)) === JSON.stringify([...owners].sort());
-      return ok ? s : undefined;
-    },
-    45_000,
-    250,
-  );
-}
 
 describe('fleet crash (SIGKILL) under load', () => {
   it("hands a killed worker's partitions to the survivors, who replay to the exact state", async () => {

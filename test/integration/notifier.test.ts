@@ -8,22 +8,14 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { jetstream, jetstreamManager } from '@nats-io/jetstream';
-import { Kvm } from '@nats-io/kv';
-import type { NatsConnection } from '@nats-io/transport-node';
+import { jetstreamManager } from '@nats-io/jetstream';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { z } from 'zod';
-import { partitionOf } from '../../src/contract/partition.js';
 import { NOTIFIER_CONSUMER } from '../../src/notifications/notifier.js';
-import { OrderPublisher, type OrderEventInput } from '../../src/publisher/order-publisher.js';
-import { customerKey } from '../../src/state/keys.js';
 import {
   CLI,
   REPO_ROOT,
   eventually,
   provision,
-  silentLogger,
   spawnWorker,
   waitReady,
   type LogLine,
@@ -31,264 +23,19 @@ import {
   type WorkerProcess,
 } from '../support/fleet.js';
 import { rng } from '../support/model.js';
+import {
+  Driver,
+  expectedFromBursts,
+  type ExpectedWindow,
+  randomBurst,
+  readNotifications,
+  readStream,
+  sortNums,
+  type Summary,
+  SummarySchema,
+  waitAllClosed,
+} from '../support/summaries.js';
 import { startNatsServer, type NatsServerHandle } from '../support/nats-server.js';
-
-// ---------------------------------------------------------------------------------------------
-// Helpers (test files cannot import each other; these match summaries.test.ts).
-// ---------------------------------------------------------------------------------------------
-
-const SummarySchema = z.strictObject({
-  summaryId: z.string(),
-  customerId: z.string(),
-  added: z.array(z.number().int()),
-  removed: z.array(z.number().int()),
-  contents: z.array(z.number().int()),
-  firstSeq: z.number().int(),
-  lastSeq: z.number().int(),
-  openedAt: z.string(),
-  closedAt: z.string(),
-  reason: z.enum(['quiet', 'max']),
-});
-type Summary = z.infer<typeof SummarySchema>;
-
-interface StoredMessage {
-  readonly seq: number;
-  readonly subject: string;
-  readonly timeMs: number;
-  readonly header: (name: string) => string | undefined;
-  readonly json: unknown;
-}
-
-/** Every message of a stream, in order, through an ordered consumer. */
-async function readStream(nc: NatsConnection, stream: string): Promise<StoredMessage[]> {
-  const jsm = await jetstreamManager(nc);
-  const info = await jsm.streams.info(stream);
-  if (info.state.messages === 0) return [];
-  const consumer = await jetstream(nc).consumers.get(stream);
-  const messages = await consumer.consume();
-  const out: StoredMessage[] = [];
-  for await (const m of messages) {
-    const headers = m.headers;
-    out.push({
-      seq: m.seq,
-      subject: m.subject,
-      timeMs: Math.floor(m.info.timestampNanos / 1e6),
-      header: (name) => headers?.get(name) || undefined,
-      json: m.json<unknown>(),
-    });
-    if (m.info.pending === 0) break;
-  }
-  await messages.close();
-  return out;
-}
-
-interface NotificationsView {
-  readonly summaries: readonly Summary[];
-  /** Messages stored per summaryId: must be 1 each. */
-  readonly copies: ReadonlyMap<string, number>;
-  /** Messages whose Nats-Msg-Id or subject does not match their body. */
-  readonly mismatched: readonly string[];
-}
-
-async function readNotifications(dep: TestDeployment): Promise<NotificationsView> {
-  const copies = new Map<string, number>();
-  const mismatched: string[] = [];
-  const summaries: Summary[] = [];
-  for (const m of await readStream(dep.nc, dep.names.notificationsStream)) {
-    const s = SummarySchema.parse(m.json);
-    summaries.push(s);
-    copies.set(s.summaryId, (copies.get(s.summaryId) ?? 0) + 1);
-    if (m.header('Nats-Msg-Id') !== s.summaryId) mismatched.push(`${s.summaryId}: msg id`);
-    if (m.subject !== `${dep.names.notificationsPrefix}.${s.customerId}`)
-      mismatched.push(`${s.summaryId}: subject ${m.subject}`);
-  }
-  return { summaries, copies, mismatched };
-}
-
-const sortNums = (xs: readonly number[]): number[] => [...xs].sort((a, b) => a - b);
-
-/** Multiset difference a - b (as a sorted list). */
-function minus(a: readonly number[], b: readonly number[]): number[] {
-  const left = [...b];
-  const out: number[] = [];
-  for (const x of a) {
-    const at = left.indexOf(x);
-    if (at >= 0) left.splice(at, 1);
-    else out.push(x);
-  }
-  return sortNums(out);
-}
-
-function applyChange(items: number[], type: string, changed: readonly number[]): number[] {
-  if (type === 'items.added') return [...items, ...changed];
-  if (type === 'order.cleared') return [];
-  const next = [...items];
-  for (const x of changed) {
-    const at = next.indexOf(x);
-    if (at >= 0) next.splice(at, 1);
-  }
-  return next;
-}
-
-interface Sent {
-  readonly customerId: string;
-  readonly round: number;
-  readonly event: OrderEventInput;
-  readonly seq: number;
-}
-
-/** Publishes bursts: customers in parallel, the events of one burst `gapMs` apart, in order. */
-class Driver {
-  readonly sent: Sent[] = [];
-  readonly #publisher: OrderPublisher;
-
-  constructor(dep: TestDeployment) {
-    this.#publisher = new OrderPublisher(dep.nc, {
-      names: dep.names,
-      partitions: dep.partitions,
-      limits: { maxPayloadBytes: 16 * 1024, maxItemsPerEvent: 1000 },
-      maxInFlight: 256,
-      maxAttempts: 60,
-      timeoutMs: 5000,
-      log: silentLogger,
-    });
-  }
-
-  async round(
-    round: number,
-    bursts: ReadonlyMap<string, readonly OrderEventInput[]>,
-    gapMs: number,
-  ): Promise<void> {
-    await Promise.all(
-      [...bursts].map(async ([customerId, events]) => {
-        for (const [i, event] of events.entries()) {
-          if (i > 0 && gapMs > 0) await sleep(gapMs);
-          const { seq } = await this.#publisher.publish(customerId, event);
-          this.sent.push({ customerId, round, event, seq });
-        }
-      }),
-    );
-  }
-
-  /** Sequence of each customer's last change (what a closed, checkpointed state must have seen). */
-  lastChangeSeqs(): Map<string, number> {
-    const out = new Map<string, number>();
-    for (const s of this.sent) {
-      if (s.event.type === 'order.created') continue;
-      out.set(s.customerId, Math.max(out.get(s.customerId) ?? 0, s.seq));
-    }
-    return out;
-  }
-
-  async close(): Promise<void> {
-    await this.#publisher.close();
-  }
-}
-
-interface ExpectedWindow {
-  readonly summaryId: string;
-  readonly customerId: string;
-  readonly firstSeq: number;
-  readonly lastSeq: number;
-  readonly added: number[];
-  readonly removed: number[];
-  readonly contents: number[];
-}
-
-/**
- * What each burst must come to, from the published events alone: one window per (customer,
- * round) from its first to its last change, with the net change against the contents before it.
- * Net-empty bursts are returned separately: they must send nothing.
- */
-function expectedFromBursts(sent: readonly Sent[]): {
-  windows: ExpectedWindow[];
-  netEmpty: string[];
-} {
-  const windows: ExpectedWindow[] = [];
-  const netEmpty: string[] = [];
-  const customers = new Map<string, Sent[]>();
-  for (const s of sent) customers.set(s.customerId, [...(customers.get(s.customerId) ?? []), s]);
-  for (const [customerId, events] of customers) {
-    events.sort((a, b) => a.seq - b.seq);
-    let items: number[] = [];
-    const rounds = [...new Set(events.map((e) => e.round))];
-    for (const round of rounds) {
-      const changes = events.filter((e) => e.round === round && e.event.type !== 'order.created');
-      const before = items;
-      for (const c of changes) {
-        const e = c.event;
-        items = applyChange(items, e.type, 'items' in e ? e.items : []);
-      }
-      const first = changes[0];
-      const last = changes[changes.length - 1];
-      if (first === undefined || last === undefined) continue;
-      const added = minus(items, before);
-      const removed = minus(before, items);
-      if (added.length + removed.length === 0) {
-        netEmpty.push(`sum-${first.seq}`);
-        continue;
-      }
-      windows.push({
-        summaryId: `sum-${first.seq}`,
-        customerId,
-        firstSeq: first.seq,
-        lastSeq: last.seq,
-        added,
-        removed,
-        contents: items,
-      });
-    }
-  }
-  return { windows: windows.sort((a, b) => a.firstSeq - b.firstSeq), netEmpty };
-}
-
-const WindowState = z.object({
-  lastSeq: z.number().int(),
-  state: z.object({ window: z.unknown() }),
-});
-
-/** Waits until every customer's stored state applied its last change and has no window open. */
-async function waitAllClosed(
-  dep: TestDeployment,
-  lastChange: ReadonlyMap<string, number>,
-  timeoutMs = 60_000,
-): Promise<void> {
-  const kv = await new Kvm(dep.nc).open(dep.names.stateBucket);
-  await eventually(
-    async () => {
-      for (const [customerId, seq] of lastChange) {
-        const entry = await kv.get(
-          customerKey(partitionOf(customerId, dep.partitions), customerId),
-        );
-        if (entry === null || entry.operation !== 'PUT') throw new Error(`${customerId}: no state`);
-        const stored = WindowState.parse(entry.json());
-        if (stored.lastSeq < seq) throw new Error(`${customerId}: at ${stored.lastSeq} < ${seq}`);
-        if (stored.state.window !== null) throw new Error(`${customerId}: window open`);
-      }
-      return true;
-    },
-    timeoutMs,
-    200,
-  );
-}
-
-/** A burst for a customer: a few adds, sometimes a removal of something it holds, or a clear. */
-function randomBurst(random: () => number, holding: readonly number[]): OrderEventInput[] {
-  const n = 1 + Math.floor(random() * 3);
-  const out: OrderEventInput[] = [];
-  for (let i = 0; i < n; i++) {
-    const roll = random();
-    const pick = holding[Math.floor(random() * holding.length)];
-    if (roll < 0.6 || pick === undefined)
-      out.push({
-        type: 'items.added',
-        items: [Math.floor(random() * 9), Math.floor(random() * 9)],
-      });
-    else if (roll < 0.9) out.push({ type: 'items.removed', items: [pick] });
-    else out.push({ type: 'order.cleared' });
-  }
-  return out;
-}
 
 // --- the webhook: a real HTTP server on the loopback interface ----------------------------------
 
