@@ -3,12 +3,8 @@
 // message must land in the dead-letter stream exactly once, byte for byte, with its reason and
 // its origin; each good one must be applied; the worker must never restart.
 
-import { jetstream, jetstreamManager, type ConsumerInfo, type StoredMsg } from '@nats-io/jetstream';
-import { Kvm } from '@nats-io/kv';
+import { jetstream, jetstreamManager, type StoredMsg } from '@nats-io/jetstream';
 import { afterEach, describe, expect, it, type TestContext } from 'vitest';
-import { LeaseValueSchema, leaseKey } from '../../src/fleet/leases.js';
-import { isConsumerNotFound } from '../../src/nats/errors.js';
-import { WatermarkStore } from '../../src/state/watermark-store.js';
 import { eventSubject } from '../../src/contract/subjects.js';
 import { partitionOf } from '../../src/contract/partition.js';
 import { DeadLetterHeader } from '../../src/fleet/dead-letter.js';
@@ -18,31 +14,27 @@ import {
   readStoredStates,
   spawnWorker,
   waitReady,
-  type LogLine,
   type TestDeployment,
   type WorkerProcess,
 } from '../support/fleet.js';
 import { diffStates, generateLoad, OrderModel } from '../support/model.js';
 import { startNatsServer, type NatsServerHandle } from '../support/nats-server.js';
+import {
+  logsWith,
+  NO_SUMMARY_TIMERS,
+  printWorkerOutputOnFailure,
+  waitCheckpointed,
+} from '../support/worker-scenarios.js';
 
 /** Small limits for the worker, so that oversized payloads are cheap to produce. */
 const WORKER_LIMITS = { MAX_PAYLOAD_BYTES: '512', MAX_ITEMS_PER_EVENT: '5' };
-
-/**
- * Summary windows stay open for the whole test: their timers would append entries to the log
- * (and publish summaries) on a wall-clock deadline, which is not what this file is about.
- */
-const NO_SUMMARY_TIMERS = { SUMMARY_QUIET_MS: '3600000', SUMMARY_MAX_MS: '3600000' };
 
 let server: NatsServerHandle | undefined;
 let dep: TestDeployment | undefined;
 const workers: WorkerProcess[] = [];
 
 afterEach(async (ctx: TestContext) => {
-  if (ctx.task.result?.state === 'fail' && ctx.task.fails !== true) {
-    for (const w of workers)
-      console.error(`--- worker ${w.id} output (tail)\n${w.output().slice(-6000)}`);
-  }
+  printWorkerOutputOnFailure(ctx, workers);
   for (const w of workers.splice(0)) await w.stop('SIGKILL');
   await dep?.close();
   dep = undefined;
@@ -60,10 +52,6 @@ function worker(d: TestDeployment, id: string, env: Record<string, string> = {})
   const w = spawnWorker(d, id, { ...WORKER_LIMITS, ...env });
   workers.push(w);
   return w;
-}
-
-function logsWith(w: WorkerProcess, msg: string): LogLine[] {
-  return w.logs().filter((l) => l.msg === msg);
 }
 
 const encoder = new TextEncoder();
@@ -289,89 +277,17 @@ function consumingPartition(d: TestDeployment, subject: string): number | undefi
     : undefined;
 }
 
-interface PartitionProgress {
-  readonly partition: number;
-  readonly owner: string | null;
-  readonly watermark: number;
-  /** Of the partition's consumer; null while it does not exist. */
-  readonly pending: number | null;
-  readonly unacked: number | null;
-}
-
-/**
- * What `order-fleet status` shows per partition (lease holder, watermark, pending, unacked), read
- * key by key. Not `fleetStatus` itself: it lists the lease and member buckets with `kv.keys()`,
- * which never returns if an entry expires during the listing while workers keep writing (a
- * crashed worker's lease or membership entry, exactly when a test polls it).
- */
-async function partitionProgress(d: TestDeployment): Promise<PartitionProgress[]> {
-  const kvm = new Kvm(d.nc);
-  const [meta, leases, jsm] = await Promise.all([
-    kvm.open(d.names.metaBucket),
-    kvm.open(d.names.leaseBucket),
-    jetstreamManager(d.nc),
-  ]);
-  const watermarks = new WatermarkStore(meta);
-  const consumerInfo = async (p: number): Promise<ConsumerInfo | null> => {
-    try {
-      return await jsm.consumers.info(d.names.ordersStream, `partition-${p}`);
-    } catch (err) {
-      if (isConsumerNotFound(err)) return null; // no runner has started it yet
-      throw err;
-    }
-  };
-  return Promise.all(
-    Array.from({ length: d.partitions }, async (_, p): Promise<PartitionProgress> => {
-      const [{ watermark }, lease, consumer] = await Promise.all([
-        watermarks.load(p),
-        leases.get(leaseKey(p)),
-        consumerInfo(p),
-      ]);
-      const holder =
-        lease?.operation === 'PUT' ? LeaseValueSchema.safeParse(lease.json()) : undefined;
-      return {
-        partition: p,
-        owner: holder?.success === true ? holder.data.owner : null,
-        watermark: watermark.seq,
-        pending: consumer?.num_pending ?? null,
-        unacked: consumer?.num_ack_pending ?? null,
-      };
-    }),
-  );
-}
-
-/** Waits until every partition's watermark covers the last message its consumer can receive. */
-async function waitCheckpointed(
+/** Per partition, the sequence of the last message its consumer can receive. */
+function lastSeqOfPartitions(
   d: TestDeployment,
-  owner: string,
   messages: readonly Published[],
-): Promise<void> {
+): Map<number, number> {
   const last = new Map<number, number>();
   for (const m of messages) {
     const p = consumingPartition(d, m.subject);
     if (p !== undefined) last.set(p, Math.max(last.get(p) ?? 0, m.seq));
   }
-  let seen: PartitionProgress[] | undefined;
-  const done = await eventually(async () => {
-    seen = await partitionProgress(d);
-    return seen.every(
-      (t) =>
-        t.owner === owner &&
-        t.watermark === (last.get(t.partition) ?? 0) &&
-        t.pending === 0 &&
-        t.unacked === 0,
-    )
-      ? true
-      : undefined;
-  }, 45_000).then(
-    () => true,
-    (err: unknown) => err,
-  );
-  if (done !== true) {
-    throw new Error(`partitions not checkpointed by ${owner}: ${JSON.stringify(seen)}`, {
-      cause: done,
-    });
-  }
+  return last;
 }
 
 async function readDeadLetters(d: TestDeployment): Promise<StoredMsg[]> {
@@ -436,7 +352,7 @@ describe('dead letters', () => {
     expect(published.bad).toHaveLength(badCases(d).length);
     // Precondition: every case is one some partition consumes (the stray ones are tested below).
     expect(published.bad.every((b) => consumingPartition(d, b.subject) !== undefined)).toBe(true);
-    await waitCheckpointed(d, w.id, [...published.good, ...published.bad]);
+    await waitCheckpointed(d, w.id, lastSeqOfPartitions(d, [...published.good, ...published.bad]));
 
     checkDeadLetters(d, await readDeadLetters(d), published.bad);
     // Every good event applied, in order, and no bad one touched any state.
@@ -483,7 +399,11 @@ describe('dead letters', () => {
     expect(await first.stop('SIGKILL')).toEqual({ code: null, signal: 'SIGKILL' });
 
     const second = worker(d, 'dlq-crash-w2');
-    await waitCheckpointed(d, second.id, [...published.good, ...published.bad]);
+    await waitCheckpointed(
+      d,
+      second.id,
+      lastSeqOfPartitions(d, [...published.good, ...published.bad]),
+    );
     const replayed = logsWith(second, 'partition caught up').reduce(
       (n, l) => n + Number(l['replayed']),
       0,
@@ -515,7 +435,11 @@ describe('dead letters', () => {
     // A good event is stored and applied as usual.
     const subject = eventSubject(d.names, d.partitions, 'alice');
     const ack = await js.publish(subject, good, { msgID: 's2' });
-    await waitCheckpointed(d, w.id, [{ subject, data: good, seq: ack.seq }]);
+    await waitCheckpointed(
+      d,
+      w.id,
+      lastSeqOfPartitions(d, [{ subject, data: good, seq: ack.seq }]),
+    );
     const stored = await jetstreamManager(d.nc).then((jsm) =>
       jsm.streams.info(d.names.ordersStream),
     );

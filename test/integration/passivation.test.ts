@@ -9,24 +9,16 @@
 //   memory, so asking about all N customers causes exactly N − resident loads.
 // Both must agree and stay within the cap.
 
-import { jetstreamManager, type ConsumerInfo } from '@nats-io/jetstream';
-import { Kvm } from '@nats-io/kv';
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import pLimit from 'p-limit';
 import { afterEach, describe, expect, it, type TestContext } from 'vitest';
-import { LeaseValueSchema, leaseKey } from '../../src/fleet/leases.js';
-import { isConsumerNotFound } from '../../src/nats/errors.js';
-import { WatermarkStore } from '../../src/state/watermark-store.js';
 import { partitionOf } from '../../src/contract/partition.js';
 import type { ContentsReply } from '../../src/fleet/queries.js';
-import type { PublishResult } from '../../src/publisher/order-publisher.js';
 import {
-  eventually,
   provision,
   readStoredStates,
   spawnWorker,
   waitReady,
-  type LogLine,
   type TestDeployment,
   type WorkerProcess,
 } from '../support/fleet.js';
@@ -39,15 +31,17 @@ import {
 } from '../support/model.js';
 import { startNatsServer, type NatsServerHandle } from '../support/nats-server.js';
 import { freePort } from '../support/ports.js';
+import {
+  lastSeqOfPartitions,
+  logsWith,
+  NO_SUMMARY_TIMERS,
+  printWorkerOutputOnFailure,
+  storedEventCounts,
+  waitCheckpointed,
+} from '../support/worker-scenarios.js';
 
 const CAP = 100;
 const CUSTOMERS = 1_000;
-
-/**
- * Summary windows stay open for the whole test: their timers would append entries to the log
- * (and publish summaries) on a wall-clock deadline, which is not what this file is about.
- */
-const NO_SUMMARY_TIMERS = { SUMMARY_QUIET_MS: '3600000', SUMMARY_MAX_MS: '3600000' };
 
 let server: NatsServerHandle | undefined;
 let dep: TestDeployment | undefined;
@@ -55,10 +49,7 @@ const workers: WorkerProcess[] = [];
 const subscriptions: Subscription[] = [];
 
 afterEach(async (ctx: TestContext) => {
-  if (ctx.task.result?.state === 'fail' && ctx.task.fails !== true) {
-    for (const w of workers)
-      console.error(`--- worker ${w.id} output (tail)\n${w.output().slice(-6000)}`);
-  }
+  printWorkerOutputOnFailure(ctx, workers);
   for (const s of subscriptions.splice(0)) s.unsubscribe();
   for (const w of workers.splice(0)) await w.stop('SIGKILL');
   await dep?.close();
@@ -66,10 +57,6 @@ afterEach(async (ctx: TestContext) => {
   await server?.cleanup();
   server = undefined;
 });
-
-function logsWith(w: WorkerProcess, msg: string): LogLine[] {
-  return w.logs().filter((l) => l.msg === msg);
-}
 
 /** Counts loads of customer snapshots: KV gets on the state bucket for `c.*` keys. */
 class LoadCounter {
@@ -107,91 +94,6 @@ function lastBySubj(body: string): string {
   return typeof parsed.last_by_subj === 'string' ? parsed.last_by_subj : '';
 }
 
-interface PartitionProgress {
-  readonly partition: number;
-  readonly owner: string | null;
-  readonly watermark: number;
-  /** Of the partition's consumer; null while it does not exist. */
-  readonly pending: number | null;
-  readonly unacked: number | null;
-}
-
-/**
- * What `order-fleet status` shows per partition (lease holder, watermark, pending, unacked), read
- * key by key. Not `fleetStatus` itself: it lists the lease and member buckets with `kv.keys()`,
- * which never returns if an entry expires during the listing while workers keep writing (a
- * crashed worker's lease or membership entry, exactly when a test polls it).
- */
-async function partitionProgress(d: TestDeployment): Promise<PartitionProgress[]> {
-  const kvm = new Kvm(d.nc);
-  const [meta, leases, jsm] = await Promise.all([
-    kvm.open(d.names.metaBucket),
-    kvm.open(d.names.leaseBucket),
-    jetstreamManager(d.nc),
-  ]);
-  const watermarks = new WatermarkStore(meta);
-  const consumerInfo = async (p: number): Promise<ConsumerInfo | null> => {
-    try {
-      return await jsm.consumers.info(d.names.ordersStream, `partition-${p}`);
-    } catch (err) {
-      if (isConsumerNotFound(err)) return null; // no runner has started it yet
-      throw err;
-    }
-  };
-  return Promise.all(
-    Array.from({ length: d.partitions }, async (_, p): Promise<PartitionProgress> => {
-      const [{ watermark }, lease, consumer] = await Promise.all([
-        watermarks.load(p),
-        leases.get(leaseKey(p)),
-        consumerInfo(p),
-      ]);
-      const holder =
-        lease?.operation === 'PUT' ? LeaseValueSchema.safeParse(lease.json()) : undefined;
-      return {
-        partition: p,
-        owner: holder?.success === true ? holder.data.owner : null,
-        watermark: watermark.seq,
-        pending: consumer?.num_pending ?? null,
-        unacked: consumer?.num_ack_pending ?? null,
-      };
-    }),
-  );
-}
-
-/** Waits until every partition's watermark covers its last event and nothing is unacked. */
-async function waitCheckpointed(
-  d: TestDeployment,
-  owner: string,
-  results: readonly PublishResult[],
-): Promise<void> {
-  const last = new Map<number, number>();
-  for (const r of results) {
-    const p = partitionOf(r.customerId, d.partitions);
-    last.set(p, Math.max(last.get(p) ?? 0, r.seq));
-  }
-  let seen: PartitionProgress[] | undefined;
-  const done = await eventually(async () => {
-    seen = await partitionProgress(d);
-    return seen.every(
-      (t) =>
-        t.owner === owner &&
-        t.watermark === (last.get(t.partition) ?? 0) &&
-        t.pending === 0 &&
-        t.unacked === 0,
-    )
-      ? true
-      : undefined;
-  }, 45_000).then(
-    () => true,
-    (err: unknown) => err,
-  );
-  if (done !== true) {
-    throw new Error(`partitions not checkpointed by ${owner}: ${JSON.stringify(seen)}`, {
-      cause: done,
-    });
-  }
-}
-
 /**
  * Asks the owner about every customer; returns how many it held in memory (= asked − loads the
  * questions caused). Every answer must come from the owner and match the model.
@@ -226,23 +128,6 @@ async function residentCustomers(
   const loaded = loads.count - before;
   expect(loaded).toBeLessThanOrEqual(expected.size);
   return expected.size - loaded;
-}
-
-/** The aggregator counts the events it applied; read that count for every stored customer. */
-async function storedEventCounts(d: TestDeployment): Promise<Map<string, number>> {
-  const kv = await new Kvm(d.nc).open(d.names.stateBucket);
-  const keys: string[] = [];
-  for await (const key of await kv.keys('c.>')) keys.push(key);
-  const out = new Map<string, number>();
-  await Promise.all(
-    keys.map(async (key) => {
-      const entry = await kv.get(key);
-      if (entry === null || entry.operation !== 'PUT') return;
-      const value = entry.json<{ customerId: string; state: { events: number } }>();
-      out.set(value.customerId, value.state.events);
-    }),
-  );
-  return out;
 }
 
 function eventsPerCustomer(events: readonly ModelEvent[]): Map<string, number> {
@@ -292,7 +177,7 @@ describe('passivation', () => {
     // Phase 1, published while the worker runs.
     const load1 = generateLoad(CUSTOMERS, 4_000, 11, 'pas');
     const results1 = await publishAll(d, load1);
-    await waitCheckpointed(d, w.id, results1);
+    await waitCheckpointed(d, w.id, lastSeqOfPartitions(d, results1));
     const distinct1 = new Set(load1.map((e) => e.customerId)).size;
     // Customers were dropped and loaded again: more loads than customers.
     expect(loads.count).toBeGreaterThan(distinct1);
@@ -304,7 +189,7 @@ describe('passivation', () => {
     // Phase 2: the same customers again.
     const load2 = generateLoad(CUSTOMERS, 4_000, 12, 'pas');
     const results2 = await publishAll(d, load2);
-    await waitCheckpointed(d, w.id, results2);
+    await waitCheckpointed(d, w.id, lastSeqOfPartitions(d, results2));
     const all = [...load1, ...load2];
     const expected = modelFromPublished(all, [...results1, ...results2]).expected();
     const reported2 = await metrics();
@@ -336,7 +221,7 @@ describe('passivation', () => {
     expect(d.partitions).toBeGreaterThan(cap);
     const load = generateLoad(100, 400, 14, 'small');
     const results = await publishAll(d, load);
-    await waitCheckpointed(d, w.id, results);
+    await waitCheckpointed(d, w.id, lastSeqOfPartitions(d, results));
     const expected = modelFromPublished(load, results).expected();
     const reported = await metrics();
     expect(await residentCustomers(d, w.id, loads, expected)).toBe(reported);
@@ -347,7 +232,7 @@ describe('passivation', () => {
     const { d, w, loads, metrics } = await setUp({}, 'passivation-control-w1');
     const load = generateLoad(CUSTOMERS, 3_000, 13, 'ctl');
     const results = await publishAll(d, load);
-    await waitCheckpointed(d, w.id, results);
+    await waitCheckpointed(d, w.id, lastSeqOfPartitions(d, results));
     expect(loads.count).toBe(new Set(load.map((e) => e.customerId)).size);
     const expected = modelFromPublished(load, results).expected();
     expect(await metrics()).toBe(expected.size);

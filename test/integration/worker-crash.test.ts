@@ -3,21 +3,14 @@
 // replays from the last watermark. The outcome must be exactly the model: nothing lost, nothing
 // applied twice.
 
-import { jetstreamManager, type ConsumerInfo } from '@nats-io/jetstream';
-import { Kvm } from '@nats-io/kv';
 import { afterEach, describe, expect, it, type TestContext } from 'vitest';
-import { LeaseValueSchema, leaseKey } from '../../src/fleet/leases.js';
-import { isConsumerNotFound } from '../../src/nats/errors.js';
-import { WatermarkStore } from '../../src/state/watermark-store.js';
 import { partitionOf } from '../../src/contract/partition.js';
 import type { PublishResult } from '../../src/publisher/order-publisher.js';
 import {
-  eventually,
   provision,
   readStoredStates,
   spawnWorker,
   waitReady,
-  type LogLine,
   type TestDeployment,
   type WorkerProcess,
 } from '../support/fleet.js';
@@ -29,6 +22,12 @@ import {
   type ModelEvent,
 } from '../support/model.js';
 import { startNatsServer, type NatsServerHandle } from '../support/nats-server.js';
+import {
+  logsWith,
+  NO_SUMMARY_TIMERS,
+  storedEventCounts,
+  waitCheckpointed,
+} from '../support/worker-scenarios.js';
 
 const CUSTOMERS = 500;
 const EVENTS = 12_000;
@@ -36,12 +35,6 @@ const EVENTS = 12_000;
 const BEFORE_KILL = 4_000;
 /** ...and of the rest, how many are acknowledged when the SIGKILL is sent. */
 const KILL_AFTER = 2_000;
-
-/**
- * Summary windows stay open for the whole test: their timers would append entries to the log
- * (and publish summaries) on a wall-clock deadline, which is not what this file is about.
- */
-const NO_SUMMARY_TIMERS = { SUMMARY_QUIET_MS: '3600000', SUMMARY_MAX_MS: '3600000' };
 
 let server: NatsServerHandle | undefined;
 let dep: TestDeployment | undefined;
@@ -66,10 +59,6 @@ afterEach(async (ctx: TestContext) => {
   server = undefined;
 });
 
-function logsWith(w: WorkerProcess, msg: string): LogLine[] {
-  return w.logs().filter((l) => l.msg === msg);
-}
-
 /** Per customer: how many events the stream holds for it and the sequence of the last one. */
 function perCustomer(
   events: readonly ModelEvent[],
@@ -86,111 +75,6 @@ function perCustomer(
     out.set(id, { events: c.events + 1, lastSeq: Math.max(c.lastSeq, seq) });
   }
   return out;
-}
-
-/** The aggregator counts the events it applied; read that count for every stored customer. */
-async function storedEventCounts(d: TestDeployment): Promise<Map<string, number>> {
-  const kv = await new Kvm(d.nc).open(d.names.stateBucket);
-  const keys: string[] = [];
-  for await (const key of await kv.keys('c.>')) keys.push(key);
-  const out = new Map<string, number>();
-  await Promise.all(
-    keys.map(async (key) => {
-      const entry = await kv.get(key);
-      if (entry === null || entry.operation !== 'PUT') return;
-      const value = entry.json<{ customerId: string; state: { events: number } }>();
-      out.set(value.customerId, value.state.events);
-    }),
-  );
-  return out;
-}
-
-interface PartitionProgress {
-  readonly partition: number;
-  readonly owner: string | null;
-  readonly watermark: number;
-  /** Of the partition's consumer; null while it does not exist. */
-  readonly pending: number | null;
-  readonly unacked: number | null;
-}
-
-/**
- * What `order-fleet status` shows per partition (lease holder, watermark, pending, unacked), read
- * key by key. Not `fleetStatus` itself: it lists the lease and member buckets with `kv.keys()`,
- * which never returns if an entry expires during the listing while workers keep writing (a
- * crashed worker's lease or membership entry, exactly when a test polls it).
- */
-async function partitionProgress(d: TestDeployment): Promise<PartitionProgress[]> {
-  const kvm = new Kvm(d.nc);
-  const [meta, leases, jsm] = await Promise.all([
-    kvm.open(d.names.metaBucket),
-    kvm.open(d.names.leaseBucket),
-    jetstreamManager(d.nc),
-  ]);
-  const watermarks = new WatermarkStore(meta);
-  const consumerInfo = async (p: number): Promise<ConsumerInfo | null> => {
-    try {
-      return await jsm.consumers.info(d.names.ordersStream, `partition-${p}`);
-    } catch (err) {
-      if (isConsumerNotFound(err)) return null; // no runner has started it yet
-      throw err;
-    }
-  };
-  return Promise.all(
-    Array.from({ length: d.partitions }, async (_, p): Promise<PartitionProgress> => {
-      const [{ watermark }, lease, consumer] = await Promise.all([
-        watermarks.load(p),
-        leases.get(leaseKey(p)),
-        consumerInfo(p),
-      ]);
-      const holder =
-        lease?.operation === 'PUT' ? LeaseValueSchema.safeParse(lease.json()) : undefined;
-      return {
-        partition: p,
-        owner: holder?.success === true ? holder.data.owner : null,
-        watermark: watermark.seq,
-        pending: consumer?.num_pending ?? null,
-        unacked: consumer?.num_ack_pending ?? null,
-      };
-    }),
-  );
-}
-
-/**
- * Polls the partitions until every one is owned by `owner`, checkpointed up to its last event,
- * with nothing pending or unacknowledged. On timeout the error shows the last table seen.
- */
-async function waitCheckpointed(
-  d: TestDeployment,
-  owner: string,
-  last: ReadonlyMap<number, number>,
-): Promise<void> {
-  let seen: PartitionProgress[] | undefined;
-  let slowestMs = 0;
-  const done = await eventually(async () => {
-    const began = performance.now();
-    seen = await partitionProgress(d);
-    slowestMs = Math.max(slowestMs, performance.now() - began);
-    return seen.every(
-      (t) =>
-        t.owner === owner &&
-        t.watermark === (last.get(t.partition) ?? 0) &&
-        t.pending === 0 &&
-        t.unacked === 0,
-    )
-      ? true
-      : undefined;
-  }, 45_000).then(
-    () => true,
-    (err: unknown) => err,
-  );
-  if (done !== true) {
-    throw new Error(
-      `partitions not checkpointed by ${owner} (slowest status ${Math.round(slowestMs)} ms): ` +
-        JSON.stringify(seen),
-      { cause: done },
-    );
-  }
 }
 
 describe('worker crash', () => {

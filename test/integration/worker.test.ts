@@ -14,28 +14,23 @@ import {
   runCli,
   spawnWorker,
   waitReady,
-  type LogLine,
   type TestDeployment,
   type WorkerProcess,
 } from '../support/fleet.js';
 import { diffStates, generateLoad, modelFromPublished, publishAll } from '../support/model.js';
 import { startNatsServer, type NatsServerHandle } from '../support/nats-server.js';
-
-/**
- * Summary windows stay open for the whole test: their timers would append entries to the log
- * (and publish summaries) on a wall-clock deadline, which is not what this file is about.
- */
-const NO_SUMMARY_TIMERS = { SUMMARY_QUIET_MS: '3600000', SUMMARY_MAX_MS: '3600000' };
+import {
+  logsWith,
+  NO_SUMMARY_TIMERS,
+  printWorkerOutputOnFailure,
+} from '../support/worker-scenarios.js';
 
 let server: NatsServerHandle | undefined;
 let dep: TestDeployment | undefined;
 const workers: WorkerProcess[] = [];
 
 afterEach(async (ctx: TestContext) => {
-  if (ctx.task.result?.state === 'fail' && ctx.task.fails !== true) {
-    for (const w of workers)
-      console.error(`--- worker ${w.id} output (tail)\n${w.output().slice(-6000)}`);
-  }
+  printWorkerOutputOnFailure(ctx, workers);
   // SIGKILL whatever is still running: the test is over, only its outcome mattered.
   for (const w of workers.splice(0)) await w.stop('SIGKILL');
   await dep?.close();
@@ -64,10 +59,6 @@ async function cli(d: TestDeployment, args: readonly string[]): Promise<string> 
 
 async function contents(d: TestDeployment, customerId: string): Promise<ContentsReply> {
   return JSON.parse(await cli(d, ['contents', customerId, '--json'])) as ContentsReply;
-}
-
-function logsWith(w: WorkerProcess, msg: string): LogLine[] {
-  return w.logs().filter((l) => l.msg === msg);
 }
 
 /** The article: two customers, two orders, items added in interleaved order. */
