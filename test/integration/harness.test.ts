@@ -377,8 +377,12 @@ describe('startNatsCluster', () => {
     await victim.kill();
 
     await publishMany(js, subject, 51, 100);
-    const afterFailover = await eventually('stream info after failover', () =>
-      jsm.streams.info(stream),
+    // Generous bounds (not assertions): on 2.9.10 electing new meta and stream leaders after the
+    // leader's node dies takes several seconds, more on a loaded CI machine.
+    const afterFailover = await eventually(
+      'stream info after failover',
+      () => jsm.streams.info(stream),
+      90_000,
     );
     expect(afterFailover.state.messages).toBe(100);
     expect(afterFailover.cluster?.leader).not.toBe(victim.name);
@@ -386,14 +390,18 @@ describe('startNatsCluster', () => {
     // Read everything back through an ordered consumer on the surviving nodes.
     // Retried as a whole: right after a failover the meta/stream leaders may
     // still be settling (consumer create timeouts, missed idle heartbeats).
-    const seen = await eventually('read all messages after failover', async () => {
-      const consumer = await js.consumers.get(stream);
-      const batch = await consumer.fetch({ max_messages: 100, expires: 5_000 });
-      const got: string[] = [];
-      for await (const m of batch) got.push(m.string());
-      if (got.length < 100) throw new Error(`only ${got.length} of 100 messages read`);
-      return got;
-    });
+    const seen = await eventually(
+      'read all messages after failover',
+      async () => {
+        const consumer = await js.consumers.get(stream);
+        const batch = await consumer.fetch({ max_messages: 100, expires: 5_000 });
+        const got: string[] = [];
+        for await (const m of batch) got.push(m.string());
+        if (got.length < 100) throw new Error(`only ${got.length} of 100 messages read`);
+        return got;
+      },
+      90_000,
+    );
     expect(seen).toEqual(Array.from({ length: 100 }, (_, i) => `msg-${i + 1}`));
 
     await victim.restart();
@@ -414,5 +422,5 @@ describe('startNatsCluster', () => {
     // A client pinned to the restarted node sees the full stream.
     const direct = await connectTracked(victim.url);
     expect(await streamMessages(await jetstreamManager(direct), stream)).toBe(100);
-  });
+  }, 240_000);
 });
