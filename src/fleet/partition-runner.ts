@@ -223,10 +223,6 @@ export class PartitionRunner<S, E, O = never> {
     return this.#state;
   }
 
-  get residentCustomers(): number {
-    return this.#resident.size;
-  }
-
   /** Counters since this runner started, for metrics and reports. */
   get stats(): RunnerStats {
     return { ...this.#stats, resident: this.#resident.size, openTimers: this.#timers.size };
