@@ -33,12 +33,3 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
     destination ?? pino.destination({ dest: 1, sync: true }),
   );
 }
-
-/** A child logger for one component, e.g. `partition-runner`. */
-export function componentLogger(
-  parent: Logger,
-  component: string,
-  fields: Record<string, unknown> = {},
-): Logger {
-  return parent.child({ component, ...fields });
-}

@@ -14,6 +14,7 @@ import type { Logger } from '../logging/logger.js';
 import {
   DEFAULT_PARTITIONS,
   DEPLOYMENT_KEY,
+  openMetaBucket,
   readDeployment,
   type Deployment,
 } from './deployment.js';
@@ -230,7 +231,7 @@ async function resolvePartitions(
     if (isStreamNotFound(err)) return requested ?? DEFAULT_PARTITIONS; // a new deployment
     throw err;
   }
-  const existing = await readDeployment(await new Kvm(nc).open(names.metaBucket));
+  const existing = await readDeployment(await openMetaBucket(nc, names));
   if (existing === undefined) return requested ?? DEFAULT_PARTITIONS;
   refuseChange(existing, requested);
   return existing.partitions;
@@ -241,7 +242,7 @@ async function ensureDeployment(
   names: ResourceNames,
   requested: number | undefined,
 ): Promise<Deployment> {
-  const meta = await new Kvm(nc).open(names.metaBucket);
+  const meta = await openMetaBucket(nc, names);
   for (;;) {
     const existing = await readDeployment(meta);
     if (existing !== undefined) {

@@ -4,55 +4,18 @@
 // its origin; each good one must be applied; the worker must never restart.
 
 import { jetstream, jetstreamManager, type StoredMsg } from '@nats-io/jetstream';
-import { afterEach, describe, expect, it, type TestContext } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { eventSubject } from '../../src/contract/subjects.js';
 import { partitionOf } from '../../src/contract/partition.js';
 import { DeadLetterHeader } from '../../src/fleet/dead-letter.js';
-import {
-  eventually,
-  provision,
-  readStoredStates,
-  spawnWorker,
-  waitReady,
-  type TestDeployment,
-  type WorkerProcess,
-} from '../support/fleet.js';
+import { eventually, readStoredStates, waitReady, type TestDeployment } from '../support/fleet.js';
 import { diffStates, generateLoad, OrderModel } from '../support/model.js';
-import { startNatsServer, type NatsServerHandle } from '../support/nats-server.js';
-import {
-  logsWith,
-  NO_SUMMARY_TIMERS,
-  printWorkerOutputOnFailure,
-  waitCheckpointed,
-} from '../support/worker-scenarios.js';
+import { logsWith, waitCheckpointed, workerFleet } from '../support/worker-scenarios.js';
 
 /** Small limits for the worker, so that oversized payloads are cheap to produce. */
 const WORKER_LIMITS = { MAX_PAYLOAD_BYTES: '512', MAX_ITEMS_PER_EVENT: '5' };
 
-let server: NatsServerHandle | undefined;
-let dep: TestDeployment | undefined;
-const workers: WorkerProcess[] = [];
-
-afterEach(async (ctx: TestContext) => {
-  printWorkerOutputOnFailure(ctx, workers);
-  for (const w of workers.splice(0)) await w.stop('SIGKILL');
-  await dep?.close();
-  dep = undefined;
-  await server?.cleanup();
-  server = undefined;
-});
-
-async function deployment(): Promise<TestDeployment> {
-  server = await startNatsServer();
-  dep = await provision(server.url, { isolate: false, env: NO_SUMMARY_TIMERS });
-  return dep;
-}
-
-function worker(d: TestDeployment, id: string, env: Record<string, string> = {}): WorkerProcess {
-  const w = spawnWorker(d, id, { ...WORKER_LIMITS, ...env });
-  workers.push(w);
-  return w;
-}
+const { deployment, worker } = workerFleet(WORKER_LIMITS);
 
 const encoder = new TextEncoder();
 const bytes = (text: string): Uint8Array => encoder.encode(text);

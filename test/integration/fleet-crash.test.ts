@@ -8,27 +8,20 @@
 //   no customer's stored lastSeq lags its last event (nothing lost, nothing applied twice).
 // No timing is asserted: only outcomes.
 
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
-  BackgroundLoad,
   field,
   linesOf,
   numberField,
   settled,
   settledOwners,
   stopAllGracefully,
-  traceOnFailure,
+  startFleetScenario,
+  startLoad,
+  useTeardown,
 } from '../support/fleet-scenarios.js';
-import {
-  eventually,
-  provision,
-  readStoredStates,
-  spawnWorker,
-  waitReady,
-  type WorkerProcess,
-} from '../support/fleet.js';
+import { eventually, readStoredStates, spawnWorker, waitReady } from '../support/fleet.js';
 import { diffStates, modelFromPublished } from '../support/model.js';
-import { startNatsServer } from '../support/nats-server.js';
 
 const PARTITIONS = 8;
 const CUSTOMERS = 1000;
@@ -36,32 +29,20 @@ const MIN_EVENTS = 15_000;
 const LEASE_TTL_MS = 2000;
 
 /** Everything a test started, torn down in reverse order even when the test fails. */
-const teardown: (() => Promise<void>)[] = [];
-
-afterEach(async () => {
-  for (const task of teardown.splice(0).reverse()) await task();
-});
+const teardown = useTeardown();
 
 describe('fleet crash (SIGKILL) under load', () => {
   it("hands a killed worker's partitions to the survivors, who replay to the exact state", async () => {
-    const server = await startNatsServer();
-    teardown.push(() => server.cleanup());
-    const dep = await provision(server.url, { partitions: PARTITIONS, leaseTtlMs: LEASE_TTL_MS });
-    teardown.push(() => dep.close());
-    const workers: WorkerProcess[] = [];
-    const step = traceOnFailure(workers);
-    teardown.push(async () => {
-      for (const w of workers) await w.stop('SIGKILL');
+    const { dep, workers, step } = await startFleetScenario(teardown, {
+      partitions: PARTITIONS,
+      leaseTtlMs: LEASE_TTL_MS,
     });
-    const load = new BackgroundLoad(dep, {
+    const load = startLoad(teardown, dep, {
       customers: CUSTOMERS,
       minEvents: MIN_EVENTS,
       chunk: 500,
       pauseMs: 50,
       prefix: 'crash',
-    });
-    teardown.push(async () => {
-      await load.finish();
     });
 
     const [c1, c2, c3] = ['c1', 'c2', 'c3'].map((id) => {

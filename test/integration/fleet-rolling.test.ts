@@ -13,10 +13,9 @@ import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { KvWatchInclude, Kvm } from '@nats-io/kv';
 import { pino } from 'pino';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { LeaseManager } from '../../src/fleet/leases.js';
 import {
-  BackgroundLoad,
   expectExitZero,
   field,
   linesOf,
@@ -25,7 +24,9 @@ import {
   settledOwners,
   stopAllGracefully,
   stopGracefully,
-  traceOnFailure,
+  startFleetScenario,
+  startLoad,
+  useTeardown,
 } from '../support/fleet-scenarios.js';
 import {
   eventually,
@@ -43,33 +44,20 @@ const CUSTOMERS = 1000;
 const MIN_EVENTS = 15_000;
 
 /** Everything a test started, torn down in reverse order even when the test fails. */
-const teardown: (() => Promise<void>)[] = [];
-
-afterEach(async () => {
-  for (const task of teardown.splice(0).reverse()) await task();
-});
+const teardown = useTeardown();
 
 describe('fleet rolling restart under load', () => {
   it('replaces every worker with nothing lost, nothing applied twice and nothing replayed', async () => {
-    const server = await startNatsServer();
-    teardown.push(() => server.cleanup());
-    const dep = await provision(server.url, { partitions: PARTITIONS, leaseTtlMs: 3000 });
-    teardown.push(() => dep.close());
-    const workers: WorkerProcess[] = [];
-    const step = traceOnFailure(workers);
-    teardown.push(async () => {
-      // Anything still running after a failure is killed; graceful paths were asserted already.
-      for (const w of workers) await w.stop('SIGKILL');
+    const { dep, workers, step } = await startFleetScenario(teardown, {
+      partitions: PARTITIONS,
+      leaseTtlMs: 3000,
     });
-    const load = new BackgroundLoad(dep, {
+    const load = startLoad(teardown, dep, {
       customers: CUSTOMERS,
       minEvents: MIN_EVENTS,
       chunk: 500,
       pauseMs: 50,
       prefix: 'roll',
-    });
-    teardown.push(async () => {
-      await load.finish();
     });
 
     // Generation 1.

@@ -10,10 +10,9 @@
 
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Kvm } from '@nats-io/kv';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { assignPartitions, partitionsOf } from '../../src/fleet/assignment.js';
 import {
-  BackgroundLoad,
   field,
   fleetStatusJson,
   linesOf,
@@ -22,7 +21,9 @@ import {
   settled,
   settledOwners,
   stopGracefully,
-  traceOnFailure,
+  startFleetScenario,
+  startLoad,
+  useTeardown,
 } from '../support/fleet-scenarios.js';
 import {
   eventually,
@@ -40,34 +41,20 @@ const CUSTOMERS = 1200;
 const MIN_EVENTS = 20_000;
 
 /** Everything a test started, torn down in reverse order even when the test fails. */
-const teardown: (() => Promise<void>)[] = [];
-
-afterEach(async () => {
-  for (const task of teardown.splice(0).reverse()) await task();
-});
+const teardown = useTeardown();
 
 describe('fleet scale 1 → 3 → 1 under load', () => {
   it('keeps every customer exact, ends with w1 owning everything, and never pauses partitions that stay', async () => {
-    const server = await startNatsServer();
-    teardown.push(() => server.cleanup());
-    const dep = await provision(server.url, { partitions: PARTITIONS, leaseTtlMs: 3000 });
-    teardown.push(() => dep.close());
-    const workers: WorkerProcess[] = [];
-    const step = traceOnFailure(workers);
-    teardown.push(async () => {
-      // Anything still running after a failure is killed; graceful paths were asserted already.
-      for (const w of workers) await w.stop('SIGKILL');
+    const { dep, workers, step } = await startFleetScenario(teardown, {
+      partitions: PARTITIONS,
+      leaseTtlMs: 3000,
     });
-
-    const load = new BackgroundLoad(dep, {
+    const load = startLoad(teardown, dep, {
       customers: CUSTOMERS,
       minEvents: MIN_EVENTS,
       chunk: 500,
       pauseMs: 50,
       prefix: 'scale',
-    });
-    teardown.push(async () => {
-      await load.finish();
     });
 
     const w1 = spawnWorker(dep, 'w1');

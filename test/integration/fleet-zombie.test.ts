@@ -12,29 +12,27 @@
 
 import { setTimeout as sleep } from 'node:timers/promises';
 import { KvWatchInclude, Kvm } from '@nats-io/kv';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { partitionOf } from '../../src/contract/partition.js';
 import {
-  BackgroundLoad,
   fleetStatusJson,
   numberField,
   settled,
   settledOwners,
   stopAllGracefully,
-  traceOnFailure,
+  startFleetScenario,
+  startLoad,
+  useTeardown,
 } from '../support/fleet-scenarios.js';
 import {
   eventually,
-  provision,
   readStoredStates,
   spawnWorker,
   waitReady,
   type LogLine,
   type TestDeployment,
-  type WorkerProcess,
 } from '../support/fleet.js';
 import { diffStates, modelFromPublished } from '../support/model.js';
-import { startNatsServer } from '../support/nats-server.js';
 
 const PARTITIONS = 8;
 const CUSTOMERS = 800;
@@ -45,11 +43,7 @@ const TARGET = 0;
 const FENCE_CODES = ['FENCED', 'WRITE_CONFLICT'];
 
 /** Everything a test started, torn down in reverse order even when the test fails. */
-const teardown: (() => Promise<void>)[] = [];
-
-afterEach(async () => {
-  for (const task of teardown.splice(0).reverse()) await task();
-});
+const teardown = useTeardown();
 
 /** Records every write to one partition's customer keys, in stream order. */
 async function watchPartitionWrites(
@@ -76,33 +70,26 @@ async function watchPartitionWrites(
 
 describe('fleet zombie owner (SIGSTOP past the lease TTL, then SIGCONT)', () => {
   it('fences the resumed worker, which never overwrites the new owner', async () => {
-    const server = await startNatsServer();
-    teardown.push(() => server.cleanup());
-    const dep = await provision(server.url, { partitions: PARTITIONS, leaseTtlMs: LEASE_TTL_MS });
-    teardown.push(() => dep.close());
+    const { dep, workers, step } = await startFleetScenario(teardown, {
+      partitions: PARTITIONS,
+      leaseTtlMs: LEASE_TTL_MS,
+    });
     const writes = await watchPartitionWrites(dep, TARGET);
     teardown.push(() => writes.stop());
-    const workers: WorkerProcess[] = [];
-    const step = traceOnFailure(workers);
-    teardown.push(async () => {
-      // SIGKILL also ends a stopped process; a test failure must not leave a frozen worker behind.
-      for (const w of workers) await w.stop('SIGKILL');
-    });
 
     // General load over all partitions, plus load aimed at the target partition only.
-    const general = new BackgroundLoad(dep, {
+    const general = startLoad(teardown, dep, {
       customers: CUSTOMERS,
       minEvents: MIN_EVENTS,
       chunk: 400,
       pauseMs: 100,
       prefix: 'zg',
     });
-    teardown.push(() => general.finish());
     const targetIds = Array.from({ length: 4000 }, (_, i) => `zt-${i}`)
       .filter((id) => partitionOf(id, PARTITIONS) === TARGET)
       .slice(0, 100);
     expect(targetIds.length).toBe(100);
-    const targeted = new BackgroundLoad(dep, {
+    const targeted = startLoad(teardown, dep, {
       customers: targetIds.length,
       minEvents: 2000,
       chunk: 100,
@@ -110,11 +97,9 @@ describe('fleet zombie owner (SIGSTOP past the lease TTL, then SIGCONT)', () => 
       prefix: 'zx',
       customerIds: targetIds,
     });
-    teardown.push(() => targeted.finish());
 
     // Debug level: a runner's 'partition state' line carries the error code when it fails.
-    // Started one after the other: see the regression test in fleet-scale.test.ts for why workers that
-    // start together may never log 'worker ready'.
+    // Started one after the other, so each settles with its share before the next joins.
     for (const id of ['z1', 'z2', 'z3']) {
       const w = spawnWorker(dep, id, { LOG_LEVEL: 'debug' });
       workers.push(w);

@@ -3,53 +3,21 @@
 // worker, from KV marked stale) and a graceful SIGTERM handoff that leaves nothing to replay.
 
 import { Kvm } from '@nats-io/kv';
-import { afterEach, describe, expect, it, type TestContext } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { askContents, type ContentsReply } from '../../src/fleet/queries.js';
 import { orderAggregator, renderOrder } from '../../src/orders/order-aggregator.js';
 import { CustomerStore } from '../../src/state/customer-store.js';
 import {
   eventually,
-  provision,
   readStoredStates,
   runCli,
-  spawnWorker,
   waitReady,
   type TestDeployment,
-  type WorkerProcess,
 } from '../support/fleet.js';
 import { diffStates, generateLoad, modelFromPublished, publishAll } from '../support/model.js';
-import { startNatsServer, type NatsServerHandle } from '../support/nats-server.js';
-import {
-  logsWith,
-  NO_SUMMARY_TIMERS,
-  printWorkerOutputOnFailure,
-} from '../support/worker-scenarios.js';
+import { logsWith, workerFleet } from '../support/worker-scenarios.js';
 
-let server: NatsServerHandle | undefined;
-let dep: TestDeployment | undefined;
-const workers: WorkerProcess[] = [];
-
-afterEach(async (ctx: TestContext) => {
-  printWorkerOutputOnFailure(ctx, workers);
-  // SIGKILL whatever is still running: the test is over, only its outcome mattered.
-  for (const w of workers.splice(0)) await w.stop('SIGKILL');
-  await dep?.close();
-  dep = undefined;
-  await server?.cleanup();
-  server = undefined;
-});
-
-async function deployment(): Promise<TestDeployment> {
-  server = await startNatsServer();
-  dep = await provision(server.url, { isolate: false, env: NO_SUMMARY_TIMERS });
-  return dep;
-}
-
-function worker(d: TestDeployment, id: string, env: Record<string, string> = {}): WorkerProcess {
-  const w = spawnWorker(d, id, env);
-  workers.push(w);
-  return w;
-}
+const { deployment, worker } = workerFleet();
 
 async function cli(d: TestDeployment, args: readonly string[]): Promise<string> {
   const result = await runCli(d, args);

@@ -3,18 +3,70 @@
 
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { expect, onTestFailed } from 'vitest';
+import { afterEach, expect, onTestFailed } from 'vitest';
 import type { FleetStatus } from '../../src/admin/status.js';
 import { assignPartitions } from '../../src/fleet/assignment.js';
 import type { PublishResult } from '../../src/publisher/order-publisher.js';
 import {
   eventually,
+  provision,
   runCli,
   type LogLine,
   type TestDeployment,
   type WorkerProcess,
 } from './fleet.js';
 import { generateLoad, publishAll, type ModelEvent } from './model.js';
+import { startNatsServer } from './nats-server.js';
+
+/** Cleanups registered by a test; run in reverse order after each test, even when it fails. */
+export type Teardown = (() => Promise<void>)[];
+
+/** A teardown list for the calling test file, drained after every test. */
+export function useTeardown(): Teardown {
+  const teardown: Teardown = [];
+  afterEach(async () => {
+    for (const task of teardown.splice(0).reverse()) await task();
+  });
+  return teardown;
+}
+
+export interface FleetScenario {
+  readonly dep: TestDeployment;
+  /** Workers the test spawns go here: they are traced on failure and SIGKILLed at teardown. */
+  readonly workers: WorkerProcess[];
+  /** Records a named step, printed with every worker's last log lines if the test fails. */
+  readonly step: (name: string) => void;
+}
+
+/** Its own nats-server, a provisioned deployment, and the bookkeeping every fleet test needs. */
+export async function startFleetScenario(
+  teardown: Teardown,
+  opts: { readonly partitions: number; readonly leaseTtlMs: number },
+): Promise<FleetScenario> {
+  const server = await startNatsServer();
+  teardown.push(() => server.cleanup());
+  const dep = await provision(server.url, opts);
+  teardown.push(() => dep.close());
+  const workers: WorkerProcess[] = [];
+  const step = traceOnFailure(workers);
+  teardown.push(async () => {
+    // Anything still running after a failure is killed (SIGKILL also ends a SIGSTOPped process);
+    // graceful paths were asserted already.
+    for (const w of workers) await w.stop('SIGKILL');
+  });
+  return { dep, workers, step };
+}
+
+/** A {@link BackgroundLoad} that is finished at teardown. */
+export function startLoad(
+  teardown: Teardown,
+  dep: TestDeployment,
+  opts: ConstructorParameters<typeof BackgroundLoad>[1],
+): BackgroundLoad {
+  const load = new BackgroundLoad(dep, opts);
+  teardown.push(() => load.finish());
+  return load;
+}
 
 /**
  * Publishes in paced chunks in the background until told to finish and at least `minEvents` are

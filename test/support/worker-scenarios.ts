@@ -4,22 +4,59 @@
 
 import { performance } from 'node:perf_hooks';
 import { Kvm } from '@nats-io/kv';
-import type { TestContext } from 'vitest';
+import { afterEach, type TestContext } from 'vitest';
 import { fleetStatus } from '../../src/admin/status.js';
 import { partitionOf } from '../../src/contract/partition.js';
 import {
   eventually,
+  provision,
   silentLogger,
+  spawnWorker,
   type LogLine,
   type TestDeployment,
   type WorkerProcess,
 } from './fleet.js';
+import { startNatsServer, type NatsServerHandle } from './nats-server.js';
 
 /**
  * Summary windows stay open for the whole test: their timers would append entries to the log
  * (and publish summaries) on a wall-clock deadline, which is not what these tests are about.
  */
 export const NO_SUMMARY_TIMERS = { SUMMARY_QUIET_MS: '3600000', SUMMARY_MAX_MS: '3600000' };
+
+/**
+ * One server and deployment per test, and workers that are SIGKILLed after it (their output is
+ * printed when the test fails). Call at the top level of a test file: it registers the afterEach.
+ */
+export function workerFleet(workerEnv: Readonly<Record<string, string>> = {}): {
+  deployment: () => Promise<TestDeployment>;
+  worker: (d: TestDeployment, id: string, env?: Record<string, string>) => WorkerProcess;
+} {
+  let server: NatsServerHandle | undefined;
+  let dep: TestDeployment | undefined;
+  const workers: WorkerProcess[] = [];
+  afterEach(async (ctx: TestContext) => {
+    printWorkerOutputOnFailure(ctx, workers);
+    // SIGKILL whatever is still running: the test is over, only its outcome mattered.
+    for (const w of workers.splice(0)) await w.stop('SIGKILL');
+    await dep?.close();
+    dep = undefined;
+    await server?.cleanup();
+    server = undefined;
+  });
+  return {
+    deployment: async () => {
+      server = await startNatsServer();
+      dep = await provision(server.url, { isolate: false, env: NO_SUMMARY_TIMERS });
+      return dep;
+    },
+    worker: (d, id, env = {}) => {
+      const w = spawnWorker(d, id, { ...workerEnv, ...env });
+      workers.push(w);
+      return w;
+    },
+  };
+}
 
 export function logsWith(w: WorkerProcess, msg: string): LogLine[] {
   return w.logs().filter((l) => l.msg === msg);
