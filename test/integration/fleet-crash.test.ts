@@ -21,7 +21,7 @@ import {
   useTeardown,
 } from '../support/fleet-scenarios.js';
 import { eventually, readStoredStates, spawnWorker, waitReady } from '../support/fleet.js';
-import { diffStates, modelFromPublished } from '../support/model.js';
+import { diffStates, lostCustomers, modelFromPublished } from '../support/model.js';
 
 const PARTITIONS = 8;
 const CUSTOMERS = 1000;
@@ -109,12 +109,7 @@ describe('fleet crash (SIGKILL) under load', () => {
     const model = modelFromPublished(load.events, load.results);
     const stored = await readStoredStates(dep);
     expect(diffStates(model.expected(), stored)).toEqual([]);
-    const maxSeq = new Map<string, number>();
-    load.events.forEach((e, i) => {
-      const seq = load.results[i]?.seq ?? 0;
-      maxSeq.set(e.customerId, Math.max(maxSeq.get(e.customerId) ?? 0, seq));
-    });
-    const lost = [...maxSeq].filter(([id, seq]) => stored.get(id)?.lastSeq !== seq);
+    const lost = lostCustomers(load.events, load.results, stored);
     const doubled = [...model.expected()].filter(
       ([id, items]) => (stored.get(id)?.items.length ?? 0) > items.length,
     );

@@ -36,7 +36,7 @@ import {
   waitReady,
   type WorkerProcess,
 } from '../support/fleet.js';
-import { diffStates, modelFromPublished } from '../support/model.js';
+import { diffStates, lostCustomers, modelFromPublished } from '../support/model.js';
 import { startNatsServer } from '../support/nats-server.js';
 
 const PARTITIONS = 8;
@@ -103,12 +103,7 @@ describe('fleet rolling restart under load', () => {
     expect(model.expected().size).toBeGreaterThanOrEqual(CUSTOMERS * 0.99);
     const stored = await readStoredStates(dep);
     expect(diffStates(model.expected(), stored)).toEqual([]);
-    const maxSeq = new Map<string, number>();
-    load.events.forEach((e, i) => {
-      const seq = load.results[i]?.seq ?? 0;
-      maxSeq.set(e.customerId, Math.max(maxSeq.get(e.customerId) ?? 0, seq));
-    });
-    const lost = [...maxSeq].filter(([id, seq]) => stored.get(id)?.lastSeq !== seq);
+    const lost = lostCustomers(load.events, load.results, stored);
 
     // Stop the new generation too, so every runner has reported its counters.
     await stopAllGracefully(dep, fresh);

@@ -33,7 +33,7 @@ import {
   waitReady,
   type WorkerProcess,
 } from '../support/fleet.js';
-import { diffStates, modelFromPublished } from '../support/model.js';
+import { diffStates, lostCustomers, modelFromPublished } from '../support/model.js';
 import { startNatsServer } from '../support/nats-server.js';
 
 const PARTITIONS = 8;
@@ -99,12 +99,7 @@ describe('fleet scale 1 → 3 → 1 under load', () => {
     const stored = await readStoredStates(dep);
     expect(diffStates(model.expected(), stored)).toEqual([]);
     // No customer's stored lastSeq lags the last event stored for it.
-    const maxSeq = new Map<string, number>();
-    load.events.forEach((e, i) => {
-      const seq = load.results[i]?.seq ?? 0;
-      maxSeq.set(e.customerId, Math.max(maxSeq.get(e.customerId) ?? 0, seq));
-    });
-    const lost = [...maxSeq].filter(([id, seq]) => stored.get(id)?.lastSeq !== seq);
+    const lost = lostCustomers(load.events, load.results, stored);
     expect(lost).toEqual([]);
 
     // Stop w1 gracefully too, so every runner has reported its counters.

@@ -32,7 +32,7 @@ import {
   type LogLine,
   type TestDeployment,
 } from '../support/fleet.js';
-import { diffStates, modelFromPublished } from '../support/model.js';
+import { diffStates, lostCustomers, modelFromPublished } from '../support/model.js';
 
 const PARTITIONS = 8;
 const CUSTOMERS = 800;
@@ -207,14 +207,9 @@ describe('fleet zombie owner (SIGSTOP past the lease TTL, then SIGCONT)', () => 
     const model = modelFromPublished(events, results);
     const stored = await readStoredStates(dep);
     expect(diffStates(model.expected(), stored)).toEqual([]);
-    const maxSeq = new Map<string, number>();
-    events.forEach((e, i) => {
-      const seq = results[i]?.seq ?? 0;
-      maxSeq.set(e.customerId, Math.max(maxSeq.get(e.customerId) ?? 0, seq));
-    });
     // The new owner's writes were never overwritten by older state: final lastSeq is the last
     // event's seq for every customer...
-    const lost = [...maxSeq].filter(([id, seq]) => stored.get(id)?.lastSeq !== seq);
+    const lost = lostCustomers(events, results, stored);
     expect(lost).toEqual([]);
     // ...and on the target partition, no write ever moved a customer's lastSeq backwards.
     await sleep(200);

@@ -146,3 +146,23 @@ export function modelFromPublished(
   }
   return model;
 }
+
+/**
+ * Customers whose stored `lastSeq` is behind the last event stored for them: an applied event
+ * was lost. A stored `lastSeq` beyond it is fine: the fleet appends its own timer entries to a
+ * customer's subject once the quiet period passed, and applying them moves `lastSeq` on.
+ */
+export function lostCustomers(
+  events: readonly ModelEvent[],
+  results: readonly PublishResult[],
+  stored: ReadonlyMap<string, { lastSeq: number }>,
+): string[] {
+  const maxSeq = new Map<string, number>();
+  events.forEach((e, i) => {
+    const seq = results[i]?.seq ?? 0;
+    maxSeq.set(e.customerId, Math.max(maxSeq.get(e.customerId) ?? 0, seq));
+  });
+  return [...maxSeq]
+    .filter(([id, seq]) => (stored.get(id)?.lastSeq ?? 0) < seq)
+    .map(([id, seq]) => `${id}: lastSeq ${stored.get(id)?.lastSeq ?? 'missing'} < ${seq}`);
+}
