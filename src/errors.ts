@@ -1,3 +1,5 @@
+import { isTransientNatsError } from './nats/errors.js';
+
 /**
  * Every error order-fleet raises on purpose is an {@link OrderFleetError} with a stable
  * string `code`. Callers tell errors apart by code (see {@link isOrderFleetError}), never
@@ -40,12 +42,32 @@ export const ErrorCode = {
   ShutdownTimeout: 'SHUTDOWN_TIMEOUT',
   /** Graceful shutdown finished, but some partitions' final checkpoint failed (replay covers it). */
   ShutdownIncomplete: 'SHUTDOWN_INCOMPLETE',
+  /** An operation was given up because its AbortSignal fired (shutdown deadline, stop). */
+  Aborted: 'ABORTED',
+  /** The aggregator's `apply()` threw on an entry: the customer is quarantined from that entry on. */
+  ApplyFailed: 'APPLY_FAILED',
+  /** An entry of a quarantined customer: dead-lettered, not applied (its state would no longer be a fold). */
+  CustomerQuarantined: 'CUSTOMER_QUARANTINED',
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
+/**
+ * Codes worth retrying: the same operation may succeed later without anyone changing anything
+ * (another owner took over, a publish timed out). Every other code is terminal: retrying the same
+ * input gives the same answer (bad input, corrupt state, a closed component).
+ */
+const RETRIABLE_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
+  ErrorCode.PublishFailed,
+  ErrorCode.WriteConflict,
+  ErrorCode.Fenced,
+  ErrorCode.QueryFailed,
+]);
+
 export interface OrderFleetErrorOptions {
   readonly cause?: unknown;
+  /** Overrides the code's default (see {@link RETRIABLE_CODES}). */
+  readonly retriable?: boolean;
   /** Structured facts about the failure, safe to log. */
   readonly details?: Readonly<Record<string, unknown>>;
 }
@@ -54,11 +76,14 @@ export class OrderFleetError extends Error {
   override readonly name: string = 'OrderFleetError';
   readonly code: ErrorCode;
   readonly details: Readonly<Record<string, unknown>>;
+  /** True when trying the same thing again later may succeed. */
+  readonly retriable: boolean;
 
   constructor(code: ErrorCode, message: string, options: OrderFleetErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.code = code;
     this.details = options.details ?? {};
+    this.retriable = options.retriable ?? RETRIABLE_CODES.has(code);
   }
 }
 
@@ -92,6 +117,32 @@ export class ValidationError extends OrderFleetError {
 
 export function isOrderFleetError(err: unknown, code?: ErrorCode): err is OrderFleetError {
   return err instanceof OrderFleetError && (code === undefined || err.code === code);
+}
+
+/**
+ * True for failures known to be transient: our own retriable codes, and the NATS client's
+ * timeouts, no-responders, disconnects, and JetStream being unavailable during an election (see
+ * {@link isTransientNatsError}). Unknown errors are not retriable by this predicate; callers that
+ * must never give up (a partition's supervisor) decide for unknown errors themselves.
+ */
+export function isRetriable(err: unknown): boolean {
+  if (err instanceof OrderFleetError) return err.retriable;
+  return isTransientNatsError(err);
+}
+
+/**
+ * True only for failures known to be permanent: an {@link OrderFleetError} whose code is not
+ * retriable (corrupt state, bad input). Unknown errors are not terminal.
+ */
+export function isTerminal(err: unknown): boolean {
+  return err instanceof OrderFleetError && !err.retriable;
+}
+
+/** The stable code of an error: ours, or a short class-based tag for anything else. */
+export function errorCode(err: unknown): string {
+  if (err instanceof OrderFleetError) return err.code;
+  if (err instanceof Error) return err.name;
+  return 'UNKNOWN';
 }
 
 export function isValidationError(err: unknown): err is ValidationError {

@@ -4,10 +4,11 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import type { Config } from './config/config.js';
 import { startAdminServer } from './admin/http-server.js';
 import { resourceNames } from './contract/names.js';
-import { describeError } from './errors.js';
+import { closeStep } from './lifecycle/close-step.js';
 import { FleetMember } from './fleet/fleet-member.js';
+import { kvLeaseStore } from './fleet/lease-store.js';
 import { LeaseManager } from './fleet/leases.js';
-import { Membership } from './fleet/membership.js';
+import { MAX_LISTED, Membership, type MemberHealth } from './fleet/membership.js';
 import { Worker, type WorkerReport } from './fleet/worker.js';
 import type { Logger } from './logging/logger.js';
 import { connectNats } from './nats/connection.js';
@@ -29,8 +30,16 @@ export type OrderWorker = Worker<OrderState, OrderEntry, SummaryNotification>;
 export interface RunningWorker {
   readonly worker: OrderWorker;
   readonly nc: NatsConnection;
-  /** Graceful: leave the fleet, stop partitions with a final checkpoint, drain. Idempotent. */
-  close(): Promise<WorkerReport>;
+  /**
+   * Graceful: leave the fleet, stop partitions with a final checkpoint, drain. Idempotent.
+   * `signal` is the deadline: publishes still retrying when it fires give up.
+   */
+  close(signal?: AbortSignal): Promise<WorkerReport>;
+  /**
+   * Forced exit: release every lease now (conditional deletes; watermarks not marked clean), so
+   * successors start at once and replay, instead of waiting out the lease TTL.
+   */
+  releaseLeasesNow(): Promise<void>;
 }
 
 /**
@@ -78,7 +87,7 @@ async function assemble(
     leasesKv.status().then((s) => s.ttl),
     membersKv.status().then((s) => s.ttl),
   ]);
-  const leases = new LeaseManager(leasesKv, {
+  const leases = new LeaseManager(kvLeaseStore(leasesKv), {
     workerId,
     ttlMs: leaseTtlMs,
     log: log.child({ component: 'leases', workerId }),
@@ -113,6 +122,7 @@ async function assemble(
     heartbeatMs: config.worker.heartbeatMs,
     ttlMs: memberTtlMs,
     log: log.child({ component: 'membership', workerId }),
+    health: () => memberHealth(worker),
   });
   const fleet = new FleetMember({
     workerId,
@@ -123,7 +133,7 @@ async function assemble(
     log: log.child({ component: 'fleet', workerId }),
   });
   await worker.start([]);
-  await leases.start();
+  leases.start();
   await membership.join();
   const admin =
     config.worker.admin.port === undefined
@@ -137,18 +147,35 @@ async function assemble(
         });
 
   let closing: Promise<WorkerReport> | undefined;
-  const close = async (): Promise<WorkerReport> => {
-    const report = await fleet.close();
+  const close = async (signal: AbortSignal | undefined): Promise<WorkerReport> => {
+    const report = await fleet.close(signal);
     // Kept up during the drain so probes see "not ready" rather than a refused connection.
-    await new Promise<void>((resolve) =>
-      admin === undefined ? resolve() : admin.close(() => resolve()),
+    await closeStep(log, 'close admin server', () =>
+      admin === undefined
+        ? Promise.resolve()
+        : new Promise<void>((resolve) => admin.close(() => resolve())),
     );
-    try {
-      await nc.drain();
-    } catch (err) {
-      log.warn({ err: describeError(err) }, 'nats drain failed');
-    }
+    await closeStep(log, 'drain nats', () => nc.drain());
     return report;
   };
-  return { worker, nc, close: () => (closing ??= close()) };
+  return {
+    worker,
+    nc,
+    close: (signal) => (closing ??= close(signal)),
+    releaseLeasesNow: () => worker.releaseLeasesNow(),
+  };
+}
+
+/** What a worker publishes with its heartbeat, for `status`. */
+function memberHealth(worker: OrderWorker): MemberHealth {
+  const health = worker.health();
+  const quarantined = worker.quarantined();
+  return {
+    parked: health.flatMap((h) =>
+      h.parked === undefined ? [] : [{ partition: h.partition, ...h.parked }],
+    ),
+    quarantined: quarantined.slice(0, MAX_LISTED),
+    quarantinedCount: quarantined.length,
+    restarts: worker.stats().restarts,
+  };
 }

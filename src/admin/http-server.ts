@@ -2,14 +2,14 @@ import { createServer, type Server } from 'node:http';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { describeError } from '../errors.js';
-import type { RunnerStats } from '../fleet/partition-runner.js';
+import type { WorkerStats } from '../fleet/worker.js';
 import type { Logger } from '../logging/logger.js';
 
 /** What the admin endpoints read from a worker. */
 export interface AdminTarget {
   readonly id: string;
   readonly ready: boolean;
-  stats(): RunnerStats & { readonly partitions: number };
+  stats(): WorkerStats;
 }
 
 const COUNTERS = {
@@ -20,6 +20,14 @@ const COUNTERS = {
   replayed: 'entries re-applied while recovering from a crash',
   outputs: 'summaries published',
   timersFired: 'timer entries appended to the log',
+} as const;
+
+/** Counters named differently from their stats key. */
+const RENAMED_COUNTERS = {
+  order_fleet_partition_restarts_total: {
+    key: 'restarts',
+    help: 'partition runs restarted after a failure (with backoff)',
+  },
 } as const;
 
 /** Prometheus metrics read from the worker at scrape time (no work on the hot path). */
@@ -41,8 +49,31 @@ export function workerMetrics(target: AdminTarget): Registry {
       },
     });
   }
-  const gauges: [string, string, (s: ReturnType<AdminTarget['stats']>) => number][] = [
+  const seenRenamed: Partial<Record<string, number>> = {};
+  for (const [name, { key, help }] of Object.entries(RENAMED_COUNTERS)) {
+    new Counter({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        const now = target.stats()[key];
+        this.inc(Math.max(0, now - (seenRenamed[name] ?? 0)));
+        seenRenamed[name] = now;
+      },
+    });
+  }
+  const gauges: [string, string, (s: WorkerStats) => number][] = [
     ['order_fleet_partitions_owned', 'partitions this worker runs', (s) => s.partitions],
+    [
+      'order_fleet_partitions_parked',
+      'partitions parked after a terminal failure (corrupt state); see order-fleet status',
+      (s) => s.parked,
+    ],
+    [
+      'order_fleet_quarantined_customers',
+      'customers quarantined because apply() threw; their entries go to the dead-letter stream',
+      (s) => s.quarantined,
+    ],
     ['order_fleet_resident_customers', 'customers held in memory', (s) => s.resident],
     ['order_fleet_open_timers', 'customers with an open summary window', (s) => s.openTimers],
   ];
@@ -58,7 +89,7 @@ export function workerMetrics(target: AdminTarget): Registry {
   }
   new Gauge({
     name: 'order_fleet_ready',
-    help: '1 when every partition given to this worker runs and has caught up',
+    help: '1 when every partition given to this worker runs, has caught up and holds its lease now',
     registers: [registry],
     collect() {
       this.set(target.ready ? 1 : 0);
@@ -89,7 +120,16 @@ export async function startAdminServer(options: {
       const ok = !options.nc.isClosed();
       reply(ok ? 200 : 503, ok ? 'ok\n' : 'nats connection closed\n');
     } else if (path === '/readyz') {
-      reply(options.target.ready ? 200 : 503, options.target.ready ? 'ready\n' : 'not ready\n');
+      const ready = options.target.ready;
+      const parked = options.target.stats().parked;
+      reply(
+        ready ? 200 : 503,
+        ready
+          ? 'ready\n'
+          : parked > 0
+            ? `not ready: ${parked} partition(s) parked\n`
+            : 'not ready\n',
+      );
     } else if (path === '/metrics') {
       registry.metrics().then(
         (text) => reply(200, text, registry.contentType),

@@ -3,16 +3,35 @@ import { Kvm } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
 import type { ResourceNames } from '../contract/names.js';
+import { kvLeaseStore } from '../fleet/lease-store.js';
 import { LeaseManager } from '../fleet/leases.js';
-import { MemberSchema } from '../fleet/membership.js';
+import { MemberSchema, type MemberHealth } from '../fleet/membership.js';
 import type { Logger } from '../logging/logger.js';
 import { loadDeployment } from '../nats/deployment.js';
 import { isConsumerNotFound } from '../nats/errors.js';
 import { WatermarkStore } from '../state/watermark-store.js';
+import {
+  kvStreamName,
+  kvSubjectPrefix,
+  MEMBER_KEYS,
+  partitionConsumerName,
+} from '../contract/internal-names.js';
+
+export interface ParkedStatus {
+  readonly code: string;
+  readonly reason: string;
+  readonly since: string;
+}
 
 export interface PartitionStatus {
   readonly partition: number;
   readonly owner: string | null;
+  /**
+   * `owned` (a worker holds the lease and runs it), `parked` (its owner stopped it after a
+   * terminal failure, see `parked`), or `unowned` (nobody holds the lease right now).
+   */
+  readonly state: 'owned' | 'parked' | 'unowned';
+  readonly parked?: ParkedStatus;
   readonly watermark: number;
   readonly epoch: number;
   /** Entries in the log not yet delivered to the owner. */
@@ -29,8 +48,22 @@ export interface FleetStatus {
     readonly id: string;
     readonly since: string;
     readonly partitions: readonly number[];
+    /** Partition runs this worker restarted after failures. */
+    readonly restarts: number;
   }[];
   readonly table: readonly PartitionStatus[];
+  /** Partitions parked by their owner (terminal failure). */
+  readonly parked: readonly number[];
+  /** Quarantined customers reported by the workers (at most 50 per worker are listed). */
+  readonly quarantined: readonly {
+    readonly partition: number;
+    readonly customerId: string;
+    readonly seq: number;
+    readonly code: string;
+    readonly reason: string;
+  }[];
+  /** How many customers are quarantined in all (may exceed the list). */
+  readonly quarantinedCount: number;
 }
 
 /** Reads the whole fleet's state from NATS: members, lease holders, watermarks, consumer counts. */
@@ -43,7 +76,7 @@ export async function fleetStatus(
   const kvm = new Kvm(nc);
   const jsm = await jetstreamManager(nc);
   const membersKv = await kvm.open(names.memberBucket);
-  const leases = new LeaseManager(await kvm.open(names.leaseBucket), {
+  const leases = new LeaseManager(kvLeaseStore(await kvm.open(names.leaseBucket)), {
     workerId: 'status',
     ttlMs: 1000,
     log,
@@ -51,28 +84,37 @@ export async function fleetStatus(
   const watermarks = new WatermarkStore(await kvm.open(names.metaBucket));
   const holders = await leases.holders(deployment.partitions);
 
-  const members: { id: string; since: string }[] = [];
+  const members: { id: string; since: string; health: MemberHealth | undefined }[] = [];
   // The member keys come from the stream's per-subject counts, not kv.keys(): a listing of a TTL
   // bucket can miss its end when an entry expires while it runs.
-  const prefix = `$KV.${names.memberBucket}.`;
-  const info = await jsm.streams.info(`KV_${names.memberBucket}`, {
-    subjects_filter: `${prefix}m.>`,
+  const prefix = kvSubjectPrefix(names.memberBucket);
+  const info = await jsm.streams.info(kvStreamName(names.memberBucket), {
+    subjects_filter: `${prefix}${MEMBER_KEYS}`,
   });
   for (const subject of Object.keys(info.state.subjects ?? {})) {
     const entry = await membersKv.get(subject.slice(prefix.length));
     if (entry === null || entry.operation !== 'PUT') continue;
     const parsed = MemberSchema.safeParse(entry.json());
-    if (parsed.success) members.push({ id: parsed.data.id, since: parsed.data.since });
+    if (parsed.success)
+      members.push({ id: parsed.data.id, since: parsed.data.since, health: parsed.data.health });
   }
   members.sort((a, b) => (a.id < b.id ? -1 : 1));
 
+  const healthOf = new Map(members.map((m) => [m.id, m.health]));
   const table = await Promise.all(
     Array.from({ length: deployment.partitions }, async (_, p): Promise<PartitionStatus> => {
       const { watermark } = await watermarks.load(p);
       const counts = await consumerCounts(jsm, names, p);
+      const owner = holders.get(p) ?? null;
+      const parked =
+        owner === null ? undefined : healthOf.get(owner)?.parked.find((x) => x.partition === p);
       return {
         partition: p,
-        owner: holders.get(p) ?? null,
+        owner,
+        state: parked !== undefined ? 'parked' : owner === null ? 'unowned' : 'owned',
+        ...(parked === undefined
+          ? {}
+          : { parked: { code: parked.code, reason: parked.reason, since: parked.since } }),
         watermark: watermark.seq,
         epoch: watermark.epoch,
         pending: counts.pending,
@@ -84,10 +126,15 @@ export async function fleetStatus(
   return {
     partitions: deployment.partitions,
     members: members.map((m) => ({
-      ...m,
+      id: m.id,
+      since: m.since,
       partitions: table.filter((t) => t.owner === m.id).map((t) => t.partition),
+      restarts: m.health?.restarts ?? 0,
     })),
     table,
+    parked: table.filter((t) => t.state === 'parked').map((t) => t.partition),
+    quarantined: members.flatMap((m) => m.health?.quarantined ?? []),
+    quarantinedCount: members.reduce((n, m) => n + (m.health?.quarantinedCount ?? 0), 0),
   };
 }
 
@@ -97,7 +144,7 @@ async function consumerCounts(
   partition: number,
 ): Promise<{ pending: number; unacked: number }> {
   try {
-    const info = await jsm.consumers.info(names.ordersStream, `partition-${partition}`);
+    const info = await jsm.consumers.info(names.ordersStream, partitionConsumerName(partition));
     return { pending: info.num_pending, unacked: info.num_ack_pending };
   } catch (err) {
     // Never run yet: everything in the partition is pending.
@@ -121,12 +168,29 @@ export function renderStatus(status: FleetStatus): string {
   lines.push('');
   lines.push(`PARTITIONS (${status.partitions})`);
   lines.push(
-    `  ${'P'.padStart(4)} ${'OWNER'.padEnd(32)} ${'WATERMARK'.padStart(10)} ${'EPOCH'.padStart(6)} ${'PENDING'.padStart(8)} ${'UNACKED'.padStart(8)} ${'LAG'.padStart(8)}`,
+    `  ${'P'.padStart(4)} ${'OWNER'.padEnd(32)} ${'STATE'.padEnd(8)} ${'WATERMARK'.padStart(10)} ${'EPOCH'.padStart(6)} ${'PENDING'.padStart(8)} ${'UNACKED'.padStart(8)} ${'LAG'.padStart(8)}`,
   );
   for (const t of status.table) {
     lines.push(
-      `  ${String(t.partition).padStart(4)} ${(t.owner ?? '-').padEnd(32)} ${String(t.watermark).padStart(10)} ${String(t.epoch).padStart(6)} ${String(t.pending).padStart(8)} ${String(t.unacked).padStart(8)} ${String(t.lag).padStart(8)}`,
+      `  ${String(t.partition).padStart(4)} ${(t.owner ?? '-').padEnd(32)} ${t.state.padEnd(8)} ${String(t.watermark).padStart(10)} ${String(t.epoch).padStart(6)} ${String(t.pending).padStart(8)} ${String(t.unacked).padStart(8)} ${String(t.lag).padStart(8)}`,
     );
+  }
+  const parked = status.table.filter((t) => t.parked !== undefined);
+  if (parked.length > 0) {
+    lines.push('');
+    lines.push(`PARKED (${parked.length})`);
+    for (const t of parked)
+      lines.push(
+        `  ${String(t.partition).padStart(4)} ${t.parked?.code ?? ''}: ${t.parked?.reason ?? ''}`,
+      );
+  }
+  if (status.quarantinedCount > 0) {
+    lines.push('');
+    lines.push(`QUARANTINED CUSTOMERS (${status.quarantinedCount})`);
+    for (const q of status.quarantined)
+      lines.push(
+        `  ${String(q.partition).padStart(4)} ${q.customerId} since entry ${q.seq}: ${q.reason}`,
+      );
   }
   return `${lines.join('\n')}\n`;
 }

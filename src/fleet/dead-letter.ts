@@ -1,9 +1,10 @@
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { JetStreamClient, JsMsg } from '@nats-io/jetstream';
 import { headers } from '@nats-io/transport-node';
 import type { ResourceNames } from '../contract/names.js';
-import { describeError, isOrderFleetError, isValidationError } from '../errors.js';
+import { describeError, ErrorCode, isOrderFleetError, isValidationError } from '../errors.js';
+import { retry, type RetryOptions } from '../lifecycle/retry.js';
 import type { Logger } from '../logging/logger.js';
+import { deadLetterSubject } from '../contract/internal-names.js';
 
 /** Headers on every dead letter; the body is the original message, byte for byte. */
 export const DeadLetterHeader = {
@@ -17,9 +18,18 @@ export const DeadLetterHeader = {
 } as const;
 
 /** Reason code for an entry that decoded but could not be applied (an aggregator bug). */
-export const APPLY_FAILED = 'APPLY_FAILED';
+export const APPLY_FAILED = ErrorCode.ApplyFailed;
 
-const MAX_ATTEMPTS = 20;
+/**
+ * About 30 s of attempts, then the runner fails and its supervisor restarts it from the
+ * watermark; a shutdown deadline cuts it short (the signal).
+ */
+const PUBLISH_RETRY: RetryOptions = {
+  maxAttempts: 20,
+  initialMs: 100,
+  maxMs: 2000,
+  shouldRetry: () => true,
+};
 
 /**
  * Files bad messages in the dead-letter stream. The message id is derived from the source stream
@@ -34,7 +44,7 @@ export class DeadLetterSink {
     private readonly log: Logger,
   ) {}
 
-  async file(partition: number, msg: JsMsg, err: unknown): Promise<void> {
+  async file(partition: number, msg: JsMsg, err: unknown, signal?: AbortSignal): Promise<void> {
     const reason = isOrderFleetError(err) ? err.code : APPLY_FAILED;
     const h = headers();
     h.set(DeadLetterHeader.Reason, reason);
@@ -44,31 +54,32 @@ export class DeadLetterSink {
     h.set(DeadLetterHeader.SourceSubject, headerSafe(msg.subject));
     h.set(DeadLetterHeader.SourceSeq, String(msg.seq));
     h.set(DeadLetterHeader.Partition, String(partition));
-    const subject = `${this.names.deadLetterPrefix}.${partition}`;
+    const subject = deadLetterSubject(this.names, partition);
     const msgID = `dlq-${msg.info.stream}-${msg.seq}`;
-    for (let attempt = 1; ; attempt++) {
-      try {
-        await this.js.publish(subject, msg.data, {
+    // The partition must not move past a bad message that is not safely filed: every failure is
+    // retried (same message id, so a retry after a lost ack is stored once) until the budget or
+    // the signal runs out, and then the runner fails rather than skip it.
+    await retry(
+      () =>
+        this.js.publish(subject, msg.data, {
           msgID,
           headers: h,
           expect: { streamName: this.names.deadLetterStream },
-        });
-        this.log.warn(
-          { partition, seq: msg.seq, subject: msg.subject, reason },
-          'dead-lettered message',
-        );
-        return;
-      } catch (publishErr) {
-        // The partition must not move past a bad message that is not safely filed; after enough
-        // attempts the runner fails and its supervisor restarts it from the watermark.
-        if (attempt >= MAX_ATTEMPTS) throw publishErr;
-        this.log.warn(
-          { partition, seq: msg.seq, attempt, err: describeError(publishErr) },
-          'dead-letter publish retry',
-        );
-        await sleep(Math.min(2000, 50 * 2 ** attempt));
-      }
-    }
+        }),
+      {
+        ...PUBLISH_RETRY,
+        ...(signal === undefined ? {} : { signal }),
+        onRetry: (publishErr, attempt, delayMs) =>
+          this.log.warn(
+            { partition, seq: msg.seq, attempt, delayMs, err: describeError(publishErr) },
+            'dead-letter publish retry',
+          ),
+      },
+    );
+    this.log.warn(
+      { partition, seq: msg.seq, subject: msg.subject, reason },
+      'dead-lettered message',
+    );
   }
 }
 

@@ -1,5 +1,6 @@
 import type { Logger } from '../logging/logger.js';
 import { describeError } from '../errors.js';
+import { closeStep } from '../lifecycle/close-step.js';
 import { assignPartitions, partitionsOf } from './assignment.js';
 import type { LeaseManager } from './leases.js';
 import type { Membership } from './membership.js';
@@ -9,7 +10,7 @@ import type { WorkerReport } from './worker.js';
 export interface PartitionHost {
   readonly ownedPartitions: number[];
   setPartitions(partitions: Iterable<number>): Promise<void>;
-  close(): Promise<WorkerReport>;
+  close(signal?: AbortSignal): Promise<WorkerReport>;
 }
 
 /** Settle time before acting on a membership change, so a burst of changes moves partitions once. */
@@ -47,7 +48,13 @@ export class FleetMember {
     if (this.#closing !== undefined) return;
     clearTimeout(this.#timer);
     this.#timer = setTimeout(() => {
-      this.#chain = this.#chain.then(() => this.#rebalance());
+      // The chain is owned here (awaited by close) and never rejects: a failed rebalance is
+      // logged, and the next membership change computes the assignment afresh.
+      this.#chain = this.#chain
+        .then(() => this.#rebalance())
+        .catch((err: unknown) => {
+          this.deps.log.error({ err: describeError(err) }, 'rebalance failed');
+        });
     }, REBALANCE_DEBOUNCE_MS);
   }
 
@@ -72,14 +79,20 @@ export class FleetMember {
   /**
    * Graceful leave: drop out of membership first, so the others start waiting on our leases while
    * we run the final checkpoints; each lease is released the moment its partition is saved.
+   * Every step runs on its own: one failing is logged and the others still run. `signal` is the
+   * shutdown deadline, passed down to the worker's final checkpoints.
    */
-  close(): Promise<WorkerReport> {
+  close(signal?: AbortSignal): Promise<WorkerReport> {
     this.#closing ??= (async () => {
       clearTimeout(this.#timer);
-      await this.deps.membership.leave();
-      await this.#chain;
-      const report = await this.deps.worker.close();
-      await this.deps.leases.stop();
+      const { log } = this.deps;
+      await closeStep(log, 'leave membership', () => this.deps.membership.leave());
+      await closeStep(log, 'finish rebalance', () => this.#chain);
+      let report: WorkerReport = { partitions: [], durationMs: 0 };
+      await closeStep(log, 'close worker', async () => {
+        report = await this.deps.worker.close(signal);
+      });
+      await closeStep(log, 'stop leases', () => this.deps.leases.stop());
       return report;
     })();
     return this.#closing;

@@ -1,9 +1,12 @@
-import { setTimeout as sleep } from 'node:timers/promises';
-import { KvWatchInclude, type KV } from '@nats-io/kv';
 import { z } from 'zod';
-import { describeError } from '../errors.js';
+import { LEASE_KEYS, leaseKey, partitionOfLeaseKey } from '../contract/internal-names.js';
+import { describeError, errorCode } from '../errors.js';
+import { backoffDelay, delay, type BackoffPolicy } from '../lifecycle/retry.js';
+import { LOOP_RESTART, TaskGroup } from '../lifecycle/task-group.js';
 import type { Logger } from '../logging/logger.js';
-import { isWrongLastSequence } from '../nats/errors.js';
+import type { LeaseStore } from './lease-store.js';
+
+export { leaseKey };
 
 /**
  * Partition leases in a KV bucket whose bucket-level TTL is the lease TTL (set by `setup`; NATS
@@ -23,16 +26,19 @@ export const LeaseValueSchema = z.object({
   at: z.string(),
 });
 
-export function leaseKey(partition: number): string {
-  return `p.${partition}`;
-}
-
 export interface LeaseManagerOptions {
   readonly workerId: string;
   /** The bucket's TTL in ms. */
   readonly ttlMs: number;
   readonly log: Logger;
+  /** Monotonic clock in ms (default `performance.now`); injectable for tests. */
+  readonly now?: () => number;
+  /** How often a waiter retries when no removal event comes (an expiry makes none on 2.9). */
+  readonly pollMs?: number;
 }
+
+/** Backoff of a waiter whose attempts fail (NATS unreachable): never gives up, never spins. */
+const ACQUIRE_BACKOFF: BackoffPolicy = { initialMs: 250, maxMs: 5000 };
 
 export class Lease {
   #revision: number;
@@ -56,7 +62,7 @@ export class Lease {
 
   /** True while this holder may still write for the partition. */
   valid(): boolean {
-    return !this.#lost && !this.#released && performance.now() < this.#validUntil;
+    return !this.#lost && !this.#released && this.manager.now() < this.#validUntil;
   }
 
   /** Called once if the lease is lost (renew rejected, or not renewed in time). */
@@ -65,6 +71,10 @@ export class Lease {
     else this.#lostHandlers.push(handler);
   }
 
+  /**
+   * Gives the lease up with a conditional delete, so the next owner can take it at once. From the
+   * call on, {@link valid} is false: this holder writes nothing more. Idempotent.
+   */
   async release(): Promise<void> {
     if (this.#released) return;
     this.#released = true;
@@ -72,7 +82,8 @@ export class Lease {
     // A renew in flight would move the revision under our conditional delete: wait for it.
     await this.#renewing;
     if (this.#lost) return;
-    await this.manager.releaseEntry(this.partition, this.#revision);
+    // false: someone else already holds it (we were fenced): nothing of ours to release.
+    await this.manager.store.remove(leaseKey(this.partition), this.#revision);
   }
 
   #schedule(): void {
@@ -82,25 +93,31 @@ export class Lease {
     this.#timer.unref();
   }
 
+  /** Never rejects: every failure either keeps the lease (transient) or loses it. */
   async #renew(): Promise<void> {
     if (this.#released) return;
-    const sentAt = performance.now();
+    const sentAt = this.manager.now();
     try {
-      this.#revision = await this.manager.renewEntry(this.partition, this.#revision);
-      this.#validUntil = sentAt + this.manager.validityMs;
-    } catch (err) {
+      const revision = await this.manager.store.update(
+        leaseKey(this.partition),
+        this.manager.value(this.partition),
+        this.#revision,
+      );
       if (this.#released) return; // released meanwhile: nothing to keep
-      if (isWrongLastSequence(err)) {
+      if (revision === undefined) {
         this.#markLost('renew rejected: another worker holds the lease');
         return;
       }
+      this.#revision = revision;
+      this.#validUntil = sentAt + this.manager.validityMs;
+    } catch (err) {
+      if (this.#released) return;
       // A transient failure (timeout, reconnect): keep trying until validity runs out.
       this.manager.log.warn(
-        { partition: this.partition, err: describeError(err) },
+        { partition: this.partition, code: errorCode(err), err: describeError(err) },
         'lease renew failed',
       );
     }
-    if (this.#released) return;
     if (!this.valid()) {
       this.#markLost('lease not renewed in time');
       return;
@@ -122,90 +139,98 @@ export class LeaseManager {
   /** How long after a renew was sent the holder still trusts it (well under the TTL). */
   readonly validityMs: number;
   readonly log: Logger;
-  readonly #kv: KV;
+  readonly store: LeaseStore;
+  readonly now: () => number;
   readonly #options: LeaseManagerOptions;
   readonly #waiters = new Map<number, Set<() => void>>();
-  #watching: Promise<void> | undefined;
-  #stopWatch: (() => void) | undefined;
+  readonly #tasks: TaskGroup;
 
-  constructor(kv: KV, options: LeaseManagerOptions) {
-    this.#kv = kv;
+  constructor(store: LeaseStore, options: LeaseManagerOptions) {
+    this.store = store;
     this.#options = options;
     this.log = options.log;
+    this.now = options.now ?? (() => performance.now());
     this.renewEveryMs = Math.max(50, Math.floor(options.ttlMs / 4));
     this.validityMs = Math.floor(options.ttlMs * 0.6);
+    this.#tasks = new TaskGroup(options.log);
   }
 
-  /** Watches lease deletions so a waiting worker takes a released partition at once. */
-  async start(): Promise<void> {
-    const watch = await this.#kv.watch({ key: 'p.>', include: KvWatchInclude.UpdatesOnly });
-    this.#stopWatch = () => watch.stop();
-    this.#watching = (async () => {
-      for await (const entry of watch) {
-        if (entry.operation !== 'PUT') this.#wake(Number(entry.key.slice(2)));
-      }
-    })();
+  /**
+   * Watches lease deletions so a waiting worker takes a released partition at once. The watch is
+   * an owned task, restarted with backoff if NATS cuts it; the waiters' poll covers the gap.
+   */
+  start(): void {
+    this.#tasks.spawn(
+      'lease watch',
+      (signal) =>
+        this.store.watchRemovals(
+          LEASE_KEYS,
+          (key) => {
+            const partition = partitionOfLeaseKey(key);
+            if (partition !== undefined) this.#wake(partition);
+          },
+          signal,
+        ),
+      { restart: LOOP_RESTART },
+    );
   }
 
   async stop(): Promise<void> {
-    this.#stopWatch?.();
-    await this.#watching;
+    await this.#tasks.close();
     for (const partition of this.#waiters.keys()) this.#wake(partition);
   }
 
   /**
-   * Waits until this worker holds the partition's lease, or `cancelled()` turns true (then
-   * resolves undefined). Retries on lease deletion events and, because an expired entry makes no
-   * event on NATS 2.9, on a short poll.
+   * Waits until this worker holds the partition's lease, or `cancelled()` turns true or `signal`
+   * fires (then resolves undefined). Retries on lease deletion events and, because an expired
+   * entry makes no event on NATS 2.9, on a short poll. Never rejects: a failing attempt (NATS
+   * stalled, restarting, unreachable) is logged and retried with backoff.
    */
   async acquire(
     partition: number,
     cancelled: () => boolean,
-    pollMs = 250,
+    signal?: AbortSignal,
   ): Promise<Lease | undefined> {
-    while (!cancelled()) {
-      const sentAt = performance.now();
-      const revision = await this.#tryAcquire(partition);
+    const pollMs = this.#options.pollMs ?? 250;
+    let failures = 0;
+    while (!cancelled() && signal?.aborted !== true) {
+      const sentAt = this.now();
+      let revision: number | undefined;
+      try {
+        revision = await this.#tryAcquire(partition);
+        failures = 0;
+      } catch (err) {
+        failures++;
+        const delayMs = backoffDelay(failures, ACQUIRE_BACKOFF);
+        this.log.warn(
+          { partition, code: errorCode(err), err: describeError(err), attempt: failures, delayMs },
+          'lease acquire failed, retrying',
+        );
+        await delay(delayMs, signal);
+        continue;
+      }
       if (revision !== undefined) return new Lease(partition, revision, sentAt, this);
-      await this.#waitForChange(partition, pollMs);
+      await this.#waitForChange(partition, pollMs, signal);
     }
     return undefined;
   }
 
   async #tryAcquire(partition: number): Promise<number | undefined> {
     const key = leaseKey(partition);
-    const value = this.#value(partition);
-    try {
-      return await this.#kv.create(key, value);
-    } catch (err) {
-      if (!isWrongLastSequence(err)) throw err;
+    const value = this.value(partition);
+    const created = await this.store.create(key, value);
+    if (created !== undefined) return created;
+    const current = await this.store.get(key);
+    if (current === undefined) return undefined;
+    if (current.value === undefined) {
+      // A deleted entry (released): take it conditionally on the delete marker.
+      return this.store.update(key, value, current.revision);
     }
-    const current = await this.#kv.get(key);
-    if (current === null) return undefined;
-    const holder =
-      current.operation === 'PUT' ? LeaseValueSchema.safeParse(current.json()) : undefined;
+    const holder = parseLease(current.value);
     // Our own entry (a restarted runner in this process): take it back conditionally.
-    if (holder?.success === true && holder.data.owner === this.#options.workerId) {
-      try {
-        return await this.#kv.update(key, value, current.revision);
-      } catch (err) {
-        if (!isWrongLastSequence(err)) throw err;
-      }
-    }
+    if (holder?.owner === this.#options.workerId)
+      return this.store.update(key, value, current.revision);
     return undefined;
-  }
-
-  async renewEntry(partition: number, revision: number): Promise<number> {
-    return this.#kv.update(leaseKey(partition), this.#value(partition), revision);
-  }
-
-  async releaseEntry(partition: number, revision: number): Promise<void> {
-    try {
-      await this.#kv.delete(leaseKey(partition), { previousSeq: revision });
-    } catch (err) {
-      // Someone else already holds it (we were fenced): nothing of ours to release.
-      if (!isWrongLastSequence(err)) throw err;
-    }
   }
 
   /** Current holders, for status and tests. */
@@ -215,16 +240,15 @@ export class LeaseManager {
     const out = new Map<number, string>();
     await Promise.all(
       Array.from({ length: partitions }, async (_, p) => {
-        const entry = await this.#kv.get(leaseKey(p));
-        if (entry === null || entry.operation !== 'PUT') return;
-        const parsed = LeaseValueSchema.safeParse(entry.json());
-        if (parsed.success) out.set(p, parsed.data.owner);
+        const entry = await this.store.get(leaseKey(p));
+        const holder = entry?.value === undefined ? undefined : parseLease(entry.value);
+        if (holder !== undefined) out.set(p, holder.owner);
       }),
     );
     return out;
   }
 
-  #value(partition: number): string {
+  value(partition: number): string {
     return JSON.stringify({
       owner: this.#options.workerId,
       partition,
@@ -232,7 +256,7 @@ export class LeaseManager {
     });
   }
 
-  async #waitForChange(partition: number, pollMs: number): Promise<void> {
+  async #waitForChange(partition: number, pollMs: number, signal?: AbortSignal): Promise<void> {
     let wake: (() => void) | undefined;
     const woken = new Promise<void>((resolve) => {
       wake = resolve;
@@ -241,8 +265,11 @@ export class LeaseManager {
     this.#waiters.set(partition, set);
     if (wake !== undefined) set.add(wake);
     const ac = new AbortController();
-    await Promise.race([woken, sleep(pollMs, undefined, { signal: ac.signal }).catch(ignoreAbort)]);
+    const onAbort = (): void => ac.abort();
+    signal?.addEventListener('abort', onAbort, { once: true });
+    await Promise.race([woken, delay(pollMs, ac.signal)]);
     ac.abort();
+    signal?.removeEventListener('abort', onAbort);
     if (wake !== undefined) set.delete(wake);
   }
 
@@ -251,6 +278,13 @@ export class LeaseManager {
   }
 }
 
-function ignoreAbort(err: unknown): void {
-  if (!(err instanceof Error && err.name === 'AbortError')) throw err;
+function parseLease(value: string): z.infer<typeof LeaseValueSchema> | undefined {
+  try {
+    const parsed = LeaseValueSchema.safeParse(JSON.parse(value));
+    return parsed.success ? parsed.data : undefined;
+  } catch (err) {
+    // Not JSON: not a lease we wrote, treated as held by someone unknown.
+    if (err instanceof SyntaxError) return undefined;
+    throw err;
+  }
 }

@@ -1,6 +1,9 @@
 import { KvWatchInclude, type KV } from '@nats-io/kv';
 import { z } from 'zod';
-import { describeError } from '../errors.js';
+import { MEMBER_KEYS, memberKey, workerIdOfMemberKey } from '../contract/internal-names.js';
+import { describeError, errorCode } from '../errors.js';
+import { delay } from '../lifecycle/retry.js';
+import { LOOP_RESTART, TaskGroup } from '../lifecycle/task-group.js';
 import type { Logger } from '../logging/logger.js';
 
 /**
@@ -9,11 +12,42 @@ import type { Logger } from '../logging/logger.js';
  * join or a graceful leave at once. A crashed worker's entry simply stops being renewed; NATS 2.9
  * removes it after the TTL without telling watchers, so each watcher also expires members it has
  * not heard from for a TTL, by its own clock.
+ *
+ * The heartbeat also carries the worker's health (parked partitions, quarantined customers,
+ * restarts), which is how `order-fleet status` sees it without asking workers.
  */
+export const ParkedPartitionSchema = z.object({
+  partition: z.number().int(),
+  code: z.string(),
+  reason: z.string(),
+  since: z.string(),
+});
+
+export const QuarantinedCustomerSchema = z.object({
+  partition: z.number().int(),
+  customerId: z.string(),
+  seq: z.number().int(),
+  code: z.string(),
+  reason: z.string(),
+});
+
+export const MemberHealthSchema = z.object({
+  parked: z.array(ParkedPartitionSchema),
+  /** Quarantined customers of this worker's partitions (the first {@link MAX_LISTED} of them). */
+  quarantined: z.array(QuarantinedCustomerSchema),
+  quarantinedCount: z.number().int(),
+  restarts: z.number().int(),
+});
+export type MemberHealth = z.infer<typeof MemberHealthSchema>;
+
+/** Longest list of quarantined customers carried in a heartbeat (it must stay a small entry). */
+export const MAX_LISTED = 50;
+
 export const MemberSchema = z.object({
   id: z.string(),
   since: z.string(),
   heartbeatAt: z.string(),
+  health: MemberHealthSchema.optional(),
 });
 export type Member = z.infer<typeof MemberSchema>;
 
@@ -23,6 +57,8 @@ export interface MembershipOptions {
   /** The bucket's TTL in ms. */
   readonly ttlMs: number;
   readonly log: Logger;
+  /** Health to publish with each heartbeat. */
+  readonly health?: () => MemberHealth;
 }
 
 export class Membership {
@@ -31,9 +67,7 @@ export class Membership {
   readonly #since = new Date().toISOString();
   /** Live members: id → (record, local time last heard). */
   readonly #members = new Map<string, { member: Member; heardAt: number }>();
-  #heartbeat: NodeJS.Timeout | undefined;
-  #stopWatch: (() => void) | undefined;
-  #watching: Promise<void> | undefined;
+  readonly #tasks: TaskGroup;
   #lastPublished = '';
   #listeners: ((members: readonly string[]) => void)[] = [];
   #joined = false;
@@ -41,19 +75,35 @@ export class Membership {
   constructor(kv: KV, options: MembershipOptions) {
     this.#kv = kv;
     this.#options = options;
+    this.#tasks = new TaskGroup(options.log);
   }
 
   get key(): string {
-    return `m.${this.#options.workerId}`;
+    return memberKey(this.#options.workerId);
   }
 
-  /** Joins: writes our entry, starts watching and heartbeating. */
+  /**
+   * Joins: writes our entry, starts watching and heartbeating. The watch and the heartbeat are
+   * owned tasks: a failure (NATS restarting, a stall) is logged and retried, never fatal.
+   */
   async join(): Promise<void> {
-    const watch = await this.#kv.watch({ key: 'm.>', include: KvWatchInclude.LastValue });
-    this.#stopWatch = () => watch.stop();
-    this.#watching = (async () => {
+    await this.#beat();
+    this.#joined = true;
+    this.#tasks.spawn('membership watch', (signal) => this.#watch(signal), {
+      restart: LOOP_RESTART,
+    });
+    this.#tasks.spawn('membership heartbeat', (signal) => this.#heartbeatLoop(signal), {
+      restart: LOOP_RESTART,
+    });
+  }
+
+  async #watch(signal: AbortSignal): Promise<void> {
+    const watch = await this.#kv.watch({ key: MEMBER_KEYS, include: KvWatchInclude.LastValue });
+    const stop = (): void => watch.stop();
+    signal.addEventListener('abort', stop, { once: true });
+    try {
       for await (const entry of watch) {
-        const id = entry.key.slice(2);
+        const id = workerIdOfMemberKey(entry.key);
         if (entry.operation === 'PUT') {
           const parsed = MemberSchema.safeParse(entry.json());
           if (parsed.success)
@@ -63,16 +113,32 @@ export class Membership {
         }
         this.#publish();
       }
-    })();
-    await this.#beat();
-    this.#joined = true;
-    this.#heartbeat = setInterval(() => void this.#tick(), this.#options.heartbeatMs);
-    this.#heartbeat.unref();
+    } finally {
+      signal.removeEventListener('abort', stop);
+    }
+  }
+
+  async #heartbeatLoop(signal: AbortSignal): Promise<void> {
+    while (!signal.aborted) {
+      await delay(this.#options.heartbeatMs, signal);
+      if (signal.aborted) return;
+      try {
+        await this.#beat();
+      } catch (err) {
+        // Transient (NATS restarting, a stall): the next beat tries again. Our entry may expire
+        // meanwhile; the others then rebalance, and we rejoin with the next successful beat.
+        this.#options.log.warn(
+          { code: errorCode(err), err: describeError(err) },
+          'membership heartbeat failed',
+        );
+      }
+      this.#expire();
+    }
   }
 
   /** Leaves at once (graceful shutdown): the others rebalance without waiting for the TTL. */
   async leave(): Promise<void> {
-    clearInterval(this.#heartbeat);
+    await this.#tasks.close();
     if (this.#joined) {
       this.#joined = false;
       try {
@@ -84,8 +150,6 @@ export class Membership {
         );
       }
     }
-    this.#stopWatch?.();
-    await this.#watching;
   }
 
   /** Calls `listener` with the sorted live member ids whenever the set changes. */
@@ -102,20 +166,12 @@ export class Membership {
     return [...this.#members.values()].map((m) => m.member).sort((a, b) => (a.id < b.id ? -1 : 1));
   }
 
-  async #tick(): Promise<void> {
-    try {
-      await this.#beat();
-    } catch (err) {
-      this.#options.log.warn({ err: describeError(err) }, 'membership heartbeat failed');
-    }
-    this.#expire();
-  }
-
   async #beat(): Promise<void> {
     const member: Member = {
       id: this.#options.workerId,
       since: this.#since,
       heartbeatAt: new Date().toISOString(),
+      ...(this.#options.health === undefined ? {} : { health: this.#options.health() }),
     };
     await this.#kv.put(this.key, JSON.stringify(member));
   }
@@ -137,6 +193,12 @@ export class Membership {
     if (key === this.#lastPublished) return;
     this.#lastPublished = key;
     this.#options.log.info({ members }, 'membership changed');
-    for (const listener of this.#listeners) listener(members);
+    for (const listener of this.#listeners) {
+      try {
+        listener(members);
+      } catch (err) {
+        this.#options.log.error({ err: describeError(err) }, 'membership listener failed');
+      }
+    }
   }
 }

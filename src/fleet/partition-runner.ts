@@ -23,12 +23,13 @@ import type { Logger } from '../logging/logger.js';
 import { isConsumerNotFound } from '../nats/errors.js';
 import type { Aggregator, PendingTimer } from '../orders/aggregator.js';
 import type { DecodedEntry, EntryDecoder } from '../orders/order-log.js';
-import type { CustomerSnapshot, CustomerStore } from '../state/customer-store.js';
+import type { CustomerSnapshot, CustomerStore, Quarantine } from '../state/customer-store.js';
 import type { Watermark, WatermarkStore } from '../state/watermark-store.js';
 import type { TimerIndex } from '../state/timer-index.js';
 import type { DeadLetterSink } from './dead-letter.js';
 import { TimerQueue } from './timer-queue.js';
 import { answerQuery, type ContentsAnswer } from './queries.js';
+import { partitionConsumerName, querySubject } from '../contract/internal-names.js';
 
 export interface PartitionRunnerSettings {
   readonly workerId: string;
@@ -50,7 +51,7 @@ export interface OutputSink<O> {
    * Publishes idempotently (the output carries its own id). `replay` is true while the runner
    * re-applies entries a crashed owner may already have applied, so the sink can check first.
    */
-  emit(partition: number, output: O, replay: boolean): Promise<void>;
+  emit(partition: number, output: O, replay: boolean, signal?: AbortSignal): Promise<void>;
 }
 
 /** Durable timers: where open timers are indexed, and how a due timer is appended to the log. */
@@ -94,6 +95,13 @@ export interface RunnerStats {
   readonly resident: number;
   /** Customers of the partition with an open timer (resident or not). */
   readonly openTimers: number;
+  /** Quarantined customers known to the runner (a gauge). */
+  readonly quarantined: number;
+}
+
+export interface QuarantinedCustomer extends Quarantine {
+  readonly partition: number;
+  readonly customerId: string;
 }
 
 export type PartitionState =
@@ -158,11 +166,16 @@ export class PartitionRunner<S, E, O = never> {
   // In-memory customers in recency order: Map iteration order is insertion order, and a touch
   // re-inserts, so the first key is the least recently used.
   readonly #resident = new Map<string, Resident<S>>();
+  readonly #quarantined = new Map<string, Quarantine>();
   readonly #dirty = new Set<string>();
   readonly #queue: JsMsg[] = [];
   #wake: (() => void) | undefined;
 
   #messages: ConsumerMessages | undefined;
+  /** Status watch of the consumer; owned here, awaited at release. */
+  #watching: Promise<void> = Promise.resolve();
+  /** Aborted when a stop's deadline passes: publishes under way give up instead of retrying. */
+  readonly #abort = new AbortController();
   #querySub: Subscription | undefined;
   #loop: Promise<PartitionReport> | undefined;
   #intakeStopped = false;
@@ -216,7 +229,7 @@ export class PartitionRunner<S, E, O = never> {
     this.#deps = deps;
     this.partition = deps.partition;
     this.#log = deps.log.child({ partition: deps.partition });
-    this.#consumerName = `partition-${deps.partition}`;
+    this.#consumerName = partitionConsumerName(deps.partition);
   }
 
   get state(): PartitionState {
@@ -225,7 +238,26 @@ export class PartitionRunner<S, E, O = never> {
 
   /** Counters since this runner started, for metrics and reports. */
   get stats(): RunnerStats {
-    return { ...this.#stats, resident: this.#resident.size, openTimers: this.#timers.size };
+    return {
+      ...this.#stats,
+      resident: this.#resident.size,
+      openTimers: this.#timers.size,
+      quarantined: this.#quarantined.size,
+    };
+  }
+
+  /** Quarantined customers this runner has met (quarantined here, or loaded quarantined). */
+  get quarantined(): QuarantinedCustomer[] {
+    return [...this.#quarantined].map(([customerId, q]) => ({
+      partition: this.partition,
+      customerId,
+      ...q,
+    }));
+  }
+
+  /** True once the runner has applied everything that was in the log when it started. */
+  get caughtUp(): boolean {
+    return this.#caughtUp;
   }
 
   /** Settles when the runner has stopped or failed. */
@@ -276,13 +308,15 @@ export class PartitionRunner<S, E, O = never> {
       'partition starting',
     );
     // Answer questions before reporting caught up: 'worker ready' must mean it can answer.
-    this.#querySub = this.#deps.nc.subscribe(`${this.#deps.names.queryPrefix}.${this.partition}`, {
+    this.#querySub = this.#deps.nc.subscribe(querySubject(this.#deps.names, this.partition), {
       callback: (err, msg) => {
         if (err !== null) {
           this.#log.warn({ err: describeError(err) }, 'query subscription error');
           return;
         }
-        void this.#answer(msg);
+        this.#answer(msg).catch((err: unknown) => {
+          this.#log.warn({ err: describeError(err) }, 'query answer failed');
+        });
       },
     });
     this.#transition(this.#backlog > 0 ? 'recovering' : 'running');
@@ -298,8 +332,13 @@ export class PartitionRunner<S, E, O = never> {
    * Stop intake, apply what was already received, write a final clean checkpoint, release the
    * consumer. Idempotent: later calls return the same report.
    */
-  async stop(): Promise<PartitionReport> {
+  async stop(signal?: AbortSignal): Promise<PartitionReport> {
     if (this.#loop === undefined) throw new Error('partition runner was never started');
+    // The deadline of the stop bounds the retries of the last publishes (dead letters, summaries).
+    if (signal !== undefined) {
+      if (signal.aborted) this.#abort.abort();
+      else signal.addEventListener('abort', () => this.#abort.abort(), { once: true });
+    }
     this.#stopIntake();
     return this.#loop;
   }
@@ -347,7 +386,11 @@ export class PartitionRunner<S, E, O = never> {
         this.#wake?.();
       },
     });
-    void this.#watchConsumer(this.#messages);
+    const messages = this.#messages;
+    this.#watching = this.#watchConsumer(messages).catch((err: unknown) => {
+      // The status iterator only ends with the consumer; a failure here is logged, not fatal.
+      this.#log.warn({ err: describeError(err) }, 'consumer status watch failed');
+    });
     return created.num_pending;
   }
 
@@ -478,6 +521,22 @@ export class PartitionRunner<S, E, O = never> {
         this.#stats.skipped++;
         continue;
       }
+      const quarantine = resident.snapshot.quarantine;
+      if (quarantine !== undefined) {
+        // Applying later entries over a gap would make the state something that is not a fold
+        // of the log: file them (each with its own reason) until the quarantine is lifted.
+        await this.#deadLetter(
+          msg,
+          new OrderFleetError(
+            ErrorCode.CustomerQuarantined,
+            `customer ${entry.customerId} is quarantined since entry ${quarantine.seq}`,
+            { details: { customerId: entry.customerId, since: quarantine.seq } },
+          ),
+        );
+        resident.snapshot = { ...resident.snapshot, lastSeq: msg.seq };
+        this.#dirty.add(entry.customerId);
+        continue;
+      }
       let state: S;
       try {
         state = aggregator.apply(resident.snapshot.state, {
@@ -486,8 +545,9 @@ export class PartitionRunner<S, E, O = never> {
           payload: entry.payload,
         });
       } catch (err) {
-        // A bug in an aggregator must not wedge the partition: file the entry and go on.
-        await this.#deadLetter(msg, err);
+        // A bug in an aggregator must neither wedge the partition nor be skipped silently (the
+        // state would stop being the fold of the log): file the entry, quarantine the customer.
+        await this.#quarantine(resident, msg, err);
         continue;
       }
       const before = resident.snapshot.state;
@@ -503,6 +563,34 @@ export class PartitionRunner<S, E, O = never> {
         this.#emit(entry.customerId, output);
       this.#syncTimer(entry.customerId, state);
     }
+  }
+
+  async #quarantine(resident: Resident<S>, msg: JsMsg, err: unknown): Promise<void> {
+    const customerId = resident.snapshot.customerId;
+    const failure = new OrderFleetError(
+      ErrorCode.ApplyFailed,
+      `apply failed for customer ${customerId} at entry ${msg.seq}: ${describeError(err)}`,
+      { cause: err, details: { customerId, seq: msg.seq } },
+    );
+    await this.#deadLetter(msg, failure);
+    const quarantine = { seq: msg.seq, code: failure.code, reason: describeError(err) };
+    resident.snapshot = { ...resident.snapshot, lastSeq: msg.seq, quarantine };
+    this.#dirty.add(customerId);
+    this.#quarantined.set(customerId, quarantine);
+    this.#dropTimer(customerId);
+    this.#log.error(
+      { customerId, seq: msg.seq, reason: quarantine.reason },
+      'customer quarantined',
+    );
+  }
+
+  /** A quarantined customer waits for nothing: its timer (and index entry) go. */
+  #dropTimer(customerId: string): void {
+    const current = this.#timers.get(customerId);
+    if (current === undefined) return;
+    this.#firing.delete(current.id);
+    this.#timers.delete(customerId);
+    this.#timerDirty.set(customerId, undefined);
   }
 
   async #loadTimerIndex(): Promise<void> {
@@ -524,7 +612,9 @@ export class PartitionRunner<S, E, O = never> {
     // One customer's outputs are stored in the order they were made (a later summary must never
     // be stored while an earlier one is still being retried: the replay check relies on it).
     const previous = this.#emitChains.get(customerId) ?? Promise.resolve();
-    const pending = previous.then(() => sink.emit(this.partition, output, replay));
+    const pending = previous.then(() =>
+      sink.emit(this.partition, output, replay, this.#abort.signal),
+    );
     this.#emitChains.set(customerId, pending);
     this.#stats.outputs++;
     // Awaited (and any failure rethrown) by the next checkpoint; this only keeps an early
@@ -605,7 +695,7 @@ export class PartitionRunner<S, E, O = never> {
   }
 
   async #deadLetter(msg: JsMsg, err: unknown): Promise<void> {
-    await this.#deps.deadLetters.file(this.partition, msg, err);
+    await this.#deps.deadLetters.file(this.partition, msg, err, this.#abort.signal);
     this.#stats.deadLettered++;
   }
 
@@ -645,6 +735,11 @@ export class PartitionRunner<S, E, O = never> {
     for (const { id, stored } of loaded) {
       if (this.#resident.has(id)) continue;
       this.#resident.set(id, { snapshot: stored.snapshot, revision: stored.revision });
+      if (stored.snapshot.quarantine !== undefined) {
+        this.#quarantined.set(id, stored.snapshot.quarantine);
+        this.#dropTimer(id);
+        continue;
+      }
       // Repairs the index if a crash came between a state write and its index write.
       this.#syncTimer(id, stored.snapshot.state);
     }
@@ -812,6 +907,7 @@ export class PartitionRunner<S, E, O = never> {
     } catch (err) {
       this.#log.warn({ err: describeError(err) }, 'consumer close failed');
     }
+    await this.#watching;
     try {
       // Acks are fire-and-forget; make sure the last one reached the server.
       await this.#deps.nc.flush();

@@ -6,6 +6,7 @@ import { partitionOf } from '../contract/partition.js';
 import { describeError, ErrorCode, OrderFleetError } from '../errors.js';
 import { isNoResponders, isTimeout } from '../nats/errors.js';
 import type { CustomerStore } from '../state/customer-store.js';
+import { querySubject } from '../contract/internal-names.js';
 
 /** What a `contents` question returns. */
 export interface ContentsAnswer {
@@ -65,7 +66,7 @@ export async function askContents<S>(
   const partition = partitionOf(customerId, opts.partitions);
   try {
     const msg = await nc.request(
-      `${opts.names.queryPrefix}.${partition}`,
+      querySubject(opts.names, partition),
       JSON.stringify({ customerId }),
       { timeout: opts.timeoutMs },
     );

@@ -1,4 +1,3 @@
-import { setTimeout as sleep } from 'node:timers/promises';
 import {
   jetstream,
   jetstreamManager,
@@ -21,11 +20,13 @@ import {
   type CatchUpReport,
   type OutputSink,
   type PartitionReport,
+  type QuarantinedCustomer,
   type RunnerStats,
   type TimerHost,
 } from './partition-runner.js';
 import type { ContentsAnswer } from './queries.js';
 import type { Lease, LeaseManager } from './leases.js';
+import { Supervisor, type ParkedReason, type SupervisedState } from './supervisor.js';
 
 /**
  * What a worker runs: the aggregator, how to decode a log entry, how to answer a question, and
@@ -53,12 +54,28 @@ export interface WorkerDeps<S, E, O = never> {
   readonly log: Logger;
 }
 
+export interface WorkerStats extends RunnerStats {
+  /** Partitions given to this worker. */
+  readonly partitions: number;
+  /** Of those, parked after a terminal failure. */
+  readonly parked: number;
+  /** Runs restarted after a failure, in this worker's life. */
+  readonly restarts: number;
+}
+
+export interface PartitionHealth {
+  readonly partition: number;
+  readonly state: SupervisedState;
+  readonly restarts: number;
+  readonly parked?: ParkedReason;
+  readonly lastError?: { readonly code: string; readonly error: string };
+}
+
 export interface WorkerReport {
   readonly partitions: readonly PartitionReport[];
   readonly durationMs: number;
 }
 
-const RESTART_BACKOFF_MS = 250;
 const COUNTERS = [
   'applied',
   'skipped',
@@ -85,6 +102,9 @@ export class Worker<S, E, O = never> {
   #watermarks: WatermarkStore | undefined;
   #deadLetters: DeadLetterSink | undefined;
   readonly #supervisors = new Map<number, Supervisor>();
+  /** Supervisors being stopped by close(), still holding leases a forced exit must release. */
+  readonly #stoppingSupervisors: Supervisor[] = [];
+  #retiredRestarts = 0;
   readonly #pendingCatchUp = new Set<number>();
   /** Counters of runners that have ended, so totals never go backwards. */
   readonly #retired = Object.fromEntries(COUNTERS.map((k) => [k, 0])) as Record<Counter, number>;
@@ -132,6 +152,7 @@ export class Worker<S, E, O = never> {
       if (!want.has(p)) {
         this.#supervisors.delete(p);
         this.#pendingCatchUp.delete(p);
+        this.#retiredRestarts += supervisor.restarts;
         stops.push(supervisor.stop());
       }
     }
@@ -143,18 +164,22 @@ export class Worker<S, E, O = never> {
     ) {
       this.#becameReady();
     }
-    await Promise.all(stops);
+    // Each stop on its own: one failing must not keep the others (or the starts) from happening.
+    for (const result of await Promise.allSettled(stops)) {
+      if (result.status === 'rejected')
+        this.#log.error({ err: describeError(result.reason) }, 'stopping a partition failed');
+    }
     for (const p of want) {
       if (this.#supervisors.has(p)) continue;
-      const supervisor = new Supervisor(
-        p,
-        (lease) => this.#createRunner(p, lease),
-        this.#deps.leases,
-        this.#log,
-        (stats) => {
+      const supervisor = new Supervisor({
+        partition: p,
+        create: (lease) => this.#createRunner(p, lease),
+        leases: this.#deps.leases,
+        log: this.#log,
+        retire: (stats) => {
           for (const key of COUNTERS) this.#retired[key] += stats[key];
         },
-      );
+      });
       this.#supervisors.set(p, supervisor);
       this.#pendingCatchUp.add(p);
       supervisor.start();
@@ -162,16 +187,39 @@ export class Worker<S, E, O = never> {
   }
 
   /** Totals over the runners of this worker, past and present (gauges only for the present). */
-  stats(): RunnerStats & { readonly partitions: number } {
-    const totals = { ...this.#retired, resident: 0, openTimers: 0 };
+  stats(): WorkerStats {
+    const totals = { ...this.#retired, resident: 0, openTimers: 0, quarantined: 0 };
+    let parked = 0;
+    let restarts = this.#retiredRestarts;
     for (const supervisor of this.#supervisors.values()) {
+      restarts += supervisor.restarts;
+      if (supervisor.parked !== undefined) parked++;
       const s = supervisor.runner?.stats;
       if (s === undefined) continue;
       for (const key of COUNTERS) totals[key] += s[key];
       totals.resident += s.resident;
       totals.openTimers += s.openTimers;
+      totals.quarantined += s.quarantined;
     }
-    return { ...totals, partitions: this.#supervisors.size };
+    return { ...totals, partitions: this.#supervisors.size, parked, restarts };
+  }
+
+  /** Quarantined customers of the partitions running here. */
+  quarantined(): QuarantinedCustomer[] {
+    return [...this.#supervisors.values()].flatMap((s) => s.runner?.quarantined ?? []);
+  }
+
+  /** Where each partition given to this worker stands, for `status` and the admin endpoints. */
+  health(): PartitionHealth[] {
+    return [...this.#supervisors.values()]
+      .map((s) => ({
+        partition: s.partition,
+        state: s.state,
+        restarts: s.restarts,
+        ...(s.parked === undefined ? {} : { parked: s.parked }),
+        ...(s.lastError === undefined ? {} : { lastError: s.lastError }),
+      }))
+      .sort((a, b) => a.partition - b.partition);
   }
 
   get ownedPartitions(): number[] {
@@ -180,21 +228,44 @@ export class Worker<S, E, O = never> {
 
   /**
    * Graceful shutdown: stop intake everywhere, apply what was received, final checkpoint of every
-   * partition (in parallel), then report. Idempotent. The caller drains the connection.
+   * partition (in parallel, each on its own), then report. `signal` is the shutdown deadline: it
+   * bounds the retries of the final dead-letter and summary publishes. Idempotent. The caller
+   * drains the connection.
    */
-  close(): Promise<WorkerReport> {
-    this.#closing ??= this.#close();
+  close(signal?: AbortSignal): Promise<WorkerReport> {
+    this.#closing ??= this.#close(signal);
     return this.#closing;
   }
 
-  async #close(): Promise<WorkerReport> {
+  /**
+   * Forced exit (second signal, or the deadline passed): release every lease this worker holds
+   * now, by conditional delete, without waiting for final checkpoints. The watermarks stay as
+   * they are (not marked clean), so each next owner starts at once and replays from there.
+   */
+  async releaseLeasesNow(): Promise<void> {
+    const supervisors = [...this.#supervisors.values(), ...this.#stoppingSupervisors];
+    await Promise.allSettled(supervisors.map((s) => s.releaseLeaseNow()));
+  }
+
+  async #close(signal: AbortSignal | undefined): Promise<WorkerReport> {
     const began = Date.now();
     this.#transition('draining');
     const supervisors = [...this.#supervisors.values()];
+    this.#stoppingSupervisors.push(...supervisors);
     this.#supervisors.clear();
-    const reports = (await Promise.all(supervisors.map((s) => s.stop()))).filter(
-      (r): r is PartitionReport => r !== undefined,
-    );
+    const reports: PartitionReport[] = [];
+    for (const [i, result] of (
+      await Promise.allSettled(supervisors.map((s) => s.stop(signal)))
+    ).entries()) {
+      if (result.status === 'fulfilled') {
+        if (result.value !== undefined) reports.push(result.value);
+      } else {
+        this.#log.error(
+          { partition: supervisors[i]?.partition, err: describeError(result.reason) },
+          'stopping a partition failed',
+        );
+      }
+    }
     this.#transition('stopped', {
       partitions: reports.length,
       failed: reports.filter((r) => r.state === 'failed').length,
@@ -255,116 +326,22 @@ export class Worker<S, E, O = never> {
     this.#log.info({ partitions: this.ownedPartitions }, 'worker ready');
   }
 
-  /** True when every partition this worker was given runs and has caught up. */
+  /**
+   * Healthy now, not caught-up-once: every partition this worker was given runs, has caught up,
+   * and holds a lease it can prove. A partition restarting, waiting for its lease, or parked
+   * makes the worker not ready.
+   */
   get ready(): boolean {
-    return (
-      this.#pendingCatchUp.size === 0 && (this.#state === 'running' || this.#state === 'recovering')
-    );
+    if (this.#pendingCatchUp.size > 0) return false;
+    if (this.#state !== 'running' && this.#state !== 'recovering') return false;
+    for (const supervisor of this.#supervisors.values()) if (!supervisor.healthy) return false;
+    return true;
   }
 
   #transition(to: WorkerState, fields: Record<string, unknown> = {}): void {
     const from = this.#state;
     this.#state = to;
     this.#log.info({ from, to, ...fields }, 'worker state');
-  }
-}
-
-/** The part of a runner its supervisor needs. */
-interface RunnerHandle {
-  readonly state: PartitionRunner<unknown, unknown>['state'];
-  readonly stats: RunnerStats;
-  readonly done: Promise<PartitionReport>;
-  start(): Promise<void>;
-  stop(): Promise<PartitionReport>;
-}
-
-/**
- * Keeps one partition's runner alive until told to stop. In a fleet it first waits for the
- * partition's lease, stops the runner the moment the lease is lost, and releases the lease only
- * after the runner's final checkpoint, so the next owner starts exactly at the watermark.
- */
-class Supervisor {
-  #runner: RunnerHandle | undefined;
-  #stopping = false;
-  #loop: Promise<PartitionReport | undefined> | undefined;
-
-  constructor(
-    readonly partition: number,
-    private readonly create: (lease: Lease | undefined) => RunnerHandle,
-    private readonly leases: LeaseManager | undefined,
-    private readonly log: Logger,
-    private readonly retire: (stats: RunnerStats) => void,
-  ) {}
-
-  get runner(): RunnerHandle | undefined {
-    return this.#runner;
-  }
-
-  start(): void {
-    this.#loop = this.#run();
-  }
-
-  async stop(): Promise<PartitionReport | undefined> {
-    this.#stopping = true;
-    const runner = this.#runner;
-    // A runner still starting is stopped by the loop as soon as start() returns.
-    if (runner !== undefined && runner.state !== 'idle' && runner.state !== 'starting')
-      await runner.stop();
-    return this.#loop;
-  }
-
-  async #run(): Promise<PartitionReport | undefined> {
-    let last: PartitionReport | undefined;
-    for (let attempt = 0; !this.#stopping; attempt++) {
-      const lease = await this.leases?.acquire(this.partition, () => this.#stopping);
-      if (this.#stopping) {
-        await lease?.release();
-        break;
-      }
-      const runner = this.create(lease);
-      this.#runner = runner;
-      try {
-        await runner.start();
-      } catch (err) {
-        this.log.error(
-          { partition: this.partition, err: describeError(err) },
-          'partition start failed',
-        );
-        await this.#release(lease);
-        await sleep(Math.min(5000, RESTART_BACKOFF_MS * 2 ** Math.min(attempt, 5)));
-        continue;
-      }
-      lease?.onLost(() => void runner.stop());
-      // stop() may have been called while start() was running; honour it now.
-      if (this.#stopping) await runner.stop();
-      last = await runner.done;
-      this.#runner = undefined;
-      this.retire(runner.stats);
-      await this.#release(lease);
-      if (this.#stopping) break;
-      if (last.state === 'failed') {
-        this.log.error(
-          {
-            partition: this.partition,
-            err: last.error === undefined ? undefined : describeError(last.error),
-          },
-          'partition failed, restarting',
-        );
-        await sleep(RESTART_BACKOFF_MS);
-      } else {
-        attempt = 0;
-      }
-    }
-    return last;
-  }
-
-  async #release(lease: Lease | undefined): Promise<void> {
-    try {
-      await lease?.release();
-    } catch (err) {
-      // The lease expires on its own after the TTL; the next owner just waits a little longer.
-      this.log.warn({ partition: this.partition, err: describeError(err) }, 'lease release failed');
-    }
   }
 }
 

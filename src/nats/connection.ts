@@ -37,7 +37,15 @@ export async function connectNats(
           },
         }),
   });
-  if (log !== undefined) void watchStatus(nc, log);
+  // Owned by the connection: the status iterator ends when the connection closes. A failure of
+  // this logging loop must never become an unhandled rejection (which would end the process).
+  if (log !== undefined)
+    watchStatus(nc, log).catch((err: unknown) => {
+      log.warn(
+        { err: err instanceof Error ? err.message : String(err) },
+        'nats status watch failed',
+      );
+    });
   return nc;
 }
 

@@ -1,5 +1,13 @@
-import { JetStreamApiCodes, JetStreamApiError } from '@nats-io/jetstream';
-import { RequestError, TimeoutError, NoRespondersError } from '@nats-io/transport-node';
+import { JetStreamApiCodes, JetStreamApiError, JetStreamError } from '@nats-io/jetstream';
+import { jserrors, JetStreamStatusError } from '@nats-io/jetstream/internal';
+import {
+  ClosedConnectionError,
+  ConnectionError,
+  DrainingConnectionError,
+  NoRespondersError,
+  RequestError,
+  TimeoutError,
+} from '@nats-io/transport-node';
 
 /**
  * Predicates over the NATS client's errors, by class and numeric code, never by message text.
@@ -36,4 +44,39 @@ export function isTimeout(err: unknown): boolean {
 
 export function isMessageNotFound(err: unknown): boolean {
   return err instanceof JetStreamApiError && err.code === JetStreamApiCodes.NoMessageFound;
+}
+
+/**
+ * JetStream API error codes that mean "not now" rather than "no": the cluster or the asset is
+ * between leaders (an election after a node restart) or not yet caught up. Everything with HTTP
+ * status 503 is transient too (e.g. 10008 "JetStream system temporarily unavailable").
+ */
+const TRANSIENT_API_CODES: ReadonlySet<number> = new Set([
+  10008, // JSClusterNotAvailErr: JetStream system temporarily unavailable
+  10009, // JSClusterNotLeaderErr: JetStream cluster can not handle request (no leader)
+  10006, // JSClusterNotActiveErr: JetStream not in clustered mode yet
+  10118, // JSStreamOfflineErr: stream is offline (peers restarting)
+  10119, // JSConsumerOfflineErr: consumer is offline
+]);
+
+/**
+ * A NATS client failure that may go away by itself: a timeout, nobody answering (JetStream
+ * between leaders, a server restarting), a request cut off by a disconnect, the connection not
+ * up yet, JetStream "not enabled" (what nats.js reports for no responders on the JS API during an
+ * election), a 503 or a leader change. A connection that *we* closed or are draining is not
+ * transient: it means we are shutting down. Classified by class and numeric code only.
+ */
+export function isTransientNatsError(err: unknown): boolean {
+  if (!(err instanceof Error)) return false;
+  if (err instanceof ClosedConnectionError || err instanceof DrainingConnectionError) return false;
+  if (err instanceof TimeoutError || err instanceof NoRespondersError) return true;
+  // "connection disconnected", "connection closed" for requests in flight, and cancellations.
+  if (err instanceof RequestError || err instanceof ConnectionError) return true;
+  if (err instanceof jserrors.JetStreamNotEnabled) return true;
+  if (err instanceof JetStreamApiError)
+    return err.status === 503 || TRANSIENT_API_CODES.has(err.code);
+  // Status errors of pull requests (e.g. 408/409 while a consumer moves) and "heartbeats missed".
+  if (err instanceof JetStreamStatusError) return true;
+  if (err instanceof JetStreamError) return true;
+  return err.cause !== undefined && isTransientNatsError(err.cause);
 }

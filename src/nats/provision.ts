@@ -20,6 +20,7 @@ import {
 } from './deployment.js';
 import { isStreamNotFound, isWrongLastSequence } from './errors.js';
 import { jetstreamManager } from '@nats-io/jetstream';
+import { kvStreamName } from '../contract/internal-names.js';
 
 export interface SetupOptions {
   /** Requested partition count; undefined keeps the stored one (default for a new deployment). */
@@ -180,7 +181,7 @@ async function ensureBucket(
   replicas: number,
   ttlMs: number,
 ): Promise<SetupReport['resources'][number]> {
-  const stream = `KV_${bucket}`;
+  const stream = kvStreamName(bucket);
   let config: StreamConfig | undefined;
   try {
     config = (await jsm.streams.info(stream)).config;
@@ -226,7 +227,7 @@ async function resolvePartitions(
   requested: number | undefined,
 ): Promise<number> {
   try {
-    await jsm.streams.info(`KV_${names.metaBucket}`);
+    await jsm.streams.info(kvStreamName(names.metaBucket));
   } catch (err) {
     if (isStreamNotFound(err)) return requested ?? DEFAULT_PARTITIONS; // a new deployment
     throw err;

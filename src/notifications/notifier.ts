@@ -9,14 +9,15 @@ import {
 import { headers, nanos, type NatsConnection } from '@nats-io/transport-node';
 import { z } from 'zod';
 import type { ResourceNames } from '../contract/names.js';
-import { describeError } from '../errors.js';
+import { describeError, errorCode } from '../errors.js';
+import { backoffDelay, type BackoffPolicy } from '../lifecycle/retry.js';
 import { DeadLetterHeader } from '../fleet/dead-letter.js';
 import type { Logger } from '../logging/logger.js';
 import type { SummaryNotification } from '../orders/summary.js';
 import type { NotificationSink } from './sinks.js';
+import { NOTIFIER_CONSUMER } from '../contract/internal-names.js';
 
-/** Durable consumer shared by every notifier: several can run, each message goes to one. */
-export const NOTIFIER_CONSUMER = 'notifier';
+export { NOTIFIER_CONSUMER };
 
 const SummarySchema = z.object({
   summaryId: z.string().min(1),
@@ -30,6 +31,9 @@ const SummarySchema = z.object({
   closedAt: z.string(),
   reason: z.enum(['quiet', 'max']),
 });
+
+/** Redelivery delay of a failed delivery, by delivery count (the server waits it out, not us). */
+const REDELIVERY: BackoffPolicy = { initialMs: 250, maxMs: 30_000, jitter: 0.5 };
 
 export interface NotifierOptions {
   readonly names: ResourceNames;
@@ -82,14 +86,31 @@ export class Notifier {
       NOTIFIER_CONSUMER,
     );
     this.#messages = await consumer.consume({ max_messages: maxInFlight });
-    this.#loop = this.#run(this.#messages);
+    // Owned: consume() rides out server restarts itself; should the loop still fail, it is logged
+    // here (not left to become an unhandled rejection) and close() still completes.
+    this.#loop = this.#run(this.#messages).catch((err: unknown) => {
+      this.options.log.error(
+        { code: errorCode(err), err: describeError(err) },
+        'notifier consume loop failed',
+      );
+    });
     this.options.log.info({ sink: this.options.sink.name }, 'notifier started');
   }
 
   async #run(messages: ConsumerMessages): Promise<void> {
     for await (const msg of messages) {
       while (this.#inFlight.size >= this.options.maxInFlight) await Promise.race(this.#inFlight);
-      const task = this.#handle(msg).finally(() => this.#inFlight.delete(task));
+      const task = this.#handle(msg)
+        .catch((err: unknown) => {
+          // E.g. the dead-letter publish failed: leave the message unacked, the server
+          // redelivers it after ack_wait; nothing is lost.
+          this.options.log.warn(
+            { code: errorCode(err), err: describeError(err), seq: msg.seq },
+            'summary handling failed, will be redelivered',
+          );
+          msg.nak(backoffDelay(msg.info.deliveryCount, REDELIVERY));
+        })
+        .finally(() => this.#inFlight.delete(task));
       this.#inFlight.add(task);
     }
   }
@@ -113,7 +134,7 @@ export class Notifier {
           return;
         case 'retry': {
           // Exponential backoff by delivery count, capped; the server redelivers after the delay.
-          const delay = Math.min(30_000, 250 * 2 ** Math.min(msg.info.deliveryCount - 1, 7));
+          const delay = backoffDelay(msg.info.deliveryCount, REDELIVERY);
           this.stats.retried++;
           log.warn(
             {

@@ -1,15 +1,21 @@
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
 import { headers } from '@nats-io/transport-node';
 import type { ResourceNames } from '../contract/names.js';
 import { describeError } from '../errors.js';
+import { retry, type RetryOptions } from '../lifecycle/retry.js';
 import type { OutputSink } from '../fleet/partition-runner.js';
 import type { Logger } from '../logging/logger.js';
 import { isMessageNotFound } from '../nats/errors.js';
 import type { SummaryNotification } from '../orders/summary.js';
 
 export const SUMMARY_ID_HEADER = 'Order-Fleet-Summary-Id';
-const MAX_ATTEMPTS = 20;
+/** About 30 s; then the checkpoint fails and the restarted runner replays the entry. */
+const PUBLISH_RETRY: RetryOptions = {
+  maxAttempts: 20,
+  initialMs: 100,
+  maxMs: 2000,
+  shouldRetry: () => true,
+};
 
 export function notificationSubject(names: ResourceNames, customerId: string): string {
   return `${names.notificationsPrefix}.${customerId}`;
@@ -31,7 +37,12 @@ export class SummarySink implements OutputSink<SummaryNotification> {
     private readonly log: Logger,
   ) {}
 
-  async emit(partition: number, summary: SummaryNotification, replay: boolean): Promise<void> {
+  async emit(
+    partition: number,
+    summary: SummaryNotification,
+    replay: boolean,
+    signal?: AbortSignal,
+  ): Promise<void> {
     const subject = notificationSubject(this.names, summary.customerId);
     if (replay && (await this.alreadySent(subject, summary))) {
       this.log.debug({ partition, summaryId: summary.summaryId }, 'summary already sent');
@@ -39,34 +50,33 @@ export class SummarySink implements OutputSink<SummaryNotification> {
     }
     const h = headers();
     h.set(SUMMARY_ID_HEADER, summary.summaryId);
-    for (let attempt = 1; ; attempt++) {
-      try {
-        const ack = await this.js.publish(subject, JSON.stringify(summary), {
+    const ack = await retry(
+      () =>
+        this.js.publish(subject, JSON.stringify(summary), {
           msgID: summary.summaryId,
           headers: h,
           expect: { streamName: this.names.notificationsStream },
-        });
-        this.log.info(
-          {
-            partition,
-            summaryId: summary.summaryId,
-            customerId: summary.customerId,
-            seq: ack.seq,
-            duplicate: ack.duplicate,
-          },
-          'summary published',
-        );
-        return;
-      } catch (err) {
-        // Give up eventually: the checkpoint fails, and the restarted runner replays the entry.
-        if (attempt >= MAX_ATTEMPTS) throw err;
-        this.log.warn(
-          { partition, summaryId: summary.summaryId, attempt, err: describeError(err) },
-          'summary publish retry',
-        );
-        await sleep(Math.min(2000, 50 * 2 ** attempt));
-      }
-    }
+        }),
+      {
+        ...PUBLISH_RETRY,
+        ...(signal === undefined ? {} : { signal }),
+        onRetry: (err, attempt, delayMs) =>
+          this.log.warn(
+            { partition, summaryId: summary.summaryId, attempt, delayMs, err: describeError(err) },
+            'summary publish retry',
+          ),
+      },
+    );
+    this.log.info(
+      {
+        partition,
+        summaryId: summary.summaryId,
+        customerId: summary.customerId,
+        seq: ack.seq,
+        duplicate: ack.duplicate,
+      },
+      'summary published',
+    );
   }
 
   private async alreadySent(subject: string, summary: SummaryNotification): Promise<boolean> {

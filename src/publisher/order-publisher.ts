@@ -1,5 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { jetstream, JetStreamApiError, type JetStreamClient } from '@nats-io/jetstream';
 import {
   ClosedConnectionError,
@@ -12,6 +11,7 @@ import { encodeEvent, type EventLimits, type OrderEvent } from '../contract/even
 import type { ResourceNames } from '../contract/names.js';
 import { eventSubject } from '../contract/subjects.js';
 import { ErrorCode, OrderFleetError, describeError } from '../errors.js';
+import { retry } from '../lifecycle/retry.js';
 import type { Logger } from '../logging/logger.js';
 import { loadDeployment } from '../nats/deployment.js';
 import { isStreamNotFound } from '../nats/errors.js';
@@ -164,34 +164,36 @@ export class OrderPublisher {
     data: Uint8Array,
   ): Promise<PublishResult> {
     const { maxAttempts, timeoutMs, names } = this.#options;
+    let attempts = 0;
     let lastError: unknown;
-    for (let attempt = 1; attempt <= maxAttempts; attempt++) {
-      try {
-        const ack = await this.#js.publish(subject, data, {
-          msgID: id,
-          timeout: timeoutMs,
-          expect: { streamName: names.ordersStream },
-        });
-        return {
-          customerId,
-          subject,
-          id,
-          seq: ack.seq,
-          duplicate: ack.duplicate,
-          attempts: attempt,
-        };
-      } catch (err) {
-        lastError = err;
-        if (!isRetryable(err) || attempt === maxAttempts) break;
-        // Same id on every attempt: if an earlier attempt was stored and only its ack was
-        // lost, JetStream answers this one as a duplicate instead of storing it twice.
-        const delay = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** (attempt - 1));
-        this.#options.log?.warn(
-          { subject, id, attempt, delayMs: delay, err: describeError(err) },
-          'publish retry',
-        );
-        await sleep(delay * (0.5 + Math.random() / 2));
-      }
+    try {
+      // Same id on every attempt: if an earlier attempt was stored and only its ack was lost,
+      // JetStream answers this one as a duplicate instead of storing it twice.
+      const ack = await retry(
+        (attempt) => {
+          attempts = attempt;
+          return this.#js.publish(subject, data, {
+            msgID: id,
+            timeout: timeoutMs,
+            expect: { streamName: names.ordersStream },
+          });
+        },
+        {
+          maxAttempts,
+          initialMs: BACKOFF_BASE_MS,
+          maxMs: BACKOFF_MAX_MS,
+          jitter: 0.5,
+          shouldRetry: isRetryable,
+          onRetry: (err, attempt, delayMs) =>
+            this.#options.log?.warn(
+              { subject, id, attempt, delayMs, err: describeError(err) },
+              'publish retry',
+            ),
+        },
+      );
+      return { customerId, subject, id, seq: ack.seq, duplicate: ack.duplicate, attempts };
+    } catch (err) {
+      lastError = err;
     }
     throw new OrderFleetError(
       ErrorCode.PublishFailed,

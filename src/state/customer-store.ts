@@ -5,12 +5,41 @@ import { ErrorCode, OrderFleetError } from '../errors.js';
 import { isWrongLastSequence } from '../nats/errors.js';
 import { customerKey } from './keys.js';
 
+/**
+ * Why a customer is quarantined: its aggregator's `apply()` threw on the entry at `seq`. From
+ * then on its entries are dead-lettered (CUSTOMER_QUARANTINED), not applied, so `state` stays the
+ * exact fold of what was applied. Persisted with the snapshot, so a handoff, a crash or a replay
+ * quarantines at the same entry.
+ */
+export const QuarantineSchema = z.object({
+  seq: z.number().int().min(0),
+  code: z.string(),
+  reason: z.string(),
+});
+export type Quarantine = z.infer<typeof QuarantineSchema>;
+
 /** A customer's state as held in memory and in KV. */
 export interface CustomerSnapshot<S> {
   readonly customerId: string;
-  /** Stream sequence of the last entry applied; entries at or below it are skipped. */
+  /**
+   * Stream sequence of the last entry handled (applied, or dead-lettered while quarantined);
+   * entries at or below it are skipped.
+   */
   readonly lastSeq: number;
   readonly state: S;
+  /** Set while the customer is quarantined; see {@link liftQuarantine}. */
+  readonly quarantine?: Quarantine;
+}
+
+/**
+ * The snapshot without its quarantine: what a redrive writes back (conditionally, on the
+ * revision it read) once the cause is fixed. The owner's next conditional write of that customer
+ * then fails, its runner restarts, reloads the lifted snapshot and applies new entries again;
+ * the dead-lettered ones are in `ORDERS_DLQ` to be re-published.
+ */
+export function liftQuarantine<S>(snapshot: CustomerSnapshot<S>): CustomerSnapshot<S> {
+  const { quarantine: _lifted, ...rest } = snapshot;
+  return rest;
 }
 
 /** A snapshot plus the KV revision it was read or written at (0 = no entry yet). */
@@ -26,6 +55,7 @@ const Envelope = z.object({
   customerId: z.string(),
   lastSeq: z.number().int().min(0),
   state: z.unknown(),
+  quarantine: QuarantineSchema.optional(),
 });
 
 const encoder = new TextEncoder();
@@ -53,7 +83,18 @@ export class CustomerStore<S> {
     // A deleted or purged key still has a revision: the next write must be conditional on it.
     if (entry.operation !== 'PUT')
       return { snapshot: this.empty(customerId), revision: entry.revision };
-    return { snapshot: this.decode(customerId, entry.json()), revision: entry.revision };
+    let json: unknown;
+    try {
+      json = entry.json();
+    } catch (err) {
+      // Unreadable bytes stay unreadable: terminal, the partition is parked rather than looping.
+      throw new OrderFleetError(
+        ErrorCode.StateCorrupt,
+        `stored state of customer ${customerId} is not JSON`,
+        { cause: err },
+      );
+    }
+    return { snapshot: this.decode(customerId, json), revision: entry.revision };
   }
 
   /** Writes `snapshot` if the key is still at `revision`; returns the new revision. */
@@ -67,6 +108,7 @@ export class CustomerStore<S> {
         customerId: snapshot.customerId,
         lastSeq: snapshot.lastSeq,
         state: this.aggregator.serialize(snapshot.state),
+        ...(snapshot.quarantine === undefined ? {} : { quarantine: snapshot.quarantine }),
       }),
     );
     try {
@@ -107,7 +149,12 @@ export class CustomerStore<S> {
         },
       );
     }
-    const { lastSeq, version, state } = parsed.data;
-    return { customerId, lastSeq, state: this.aggregator.deserialize(version, state) };
+    const { lastSeq, version, state, quarantine } = parsed.data;
+    return {
+      customerId,
+      lastSeq,
+      state: this.aggregator.deserialize(version, state),
+      ...(quarantine === undefined ? {} : { quarantine }),
+    };
   }
 }

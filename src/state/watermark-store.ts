@@ -39,7 +39,17 @@ export class WatermarkStore {
     const entry = await this.kv.get(watermarkKey(partition));
     if (entry === null) return { watermark: INITIAL, revision: 0 };
     if (entry.operation !== 'PUT') return { watermark: INITIAL, revision: entry.revision };
-    return { watermark: WatermarkSchema.parse(entry.json()), revision: entry.revision };
+    // Unreadable bytes stay unreadable on every retry: STATE_CORRUPT is terminal (parks the
+    // partition) rather than a restart loop.
+    let json: unknown;
+    try {
+      json = entry.json();
+    } catch (err) {
+      throw corrupt(partition, err);
+    }
+    const parsed = WatermarkSchema.safeParse(json);
+    if (!parsed.success) throw corrupt(partition, parsed.error);
+    return { watermark: parsed.data, revision: entry.revision };
   }
 
   /** Conditional write; WRITE_CONFLICT means another runner took the partition. */
@@ -64,4 +74,12 @@ export class WatermarkStore {
       throw err;
     }
   }
+}
+
+function corrupt(partition: number, cause: unknown): OrderFleetError {
+  return new OrderFleetError(
+    ErrorCode.StateCorrupt,
+    `watermark of partition ${partition} is unreadable`,
+    { cause, details: { partition } },
+  );
 }

@@ -14,6 +14,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { KvWatchInclude, Kvm } from '@nats-io/kv';
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
+import { kvLeaseStore } from '../../src/fleet/lease-store.js';
 import { LeaseManager } from '../../src/fleet/leases.js';
 import {
   expectExitZero,
@@ -181,8 +182,8 @@ describe('fleet rolling restart under load', () => {
         },
       },
     );
-    const manager = new LeaseManager(kv, { workerId: 'solo', ttlMs, log });
-    await manager.start();
+    const manager = new LeaseManager(kvLeaseStore(kv), { workerId: 'solo', ttlMs, log });
+    manager.start();
     teardown.push(() => manager.stop());
     // Every write to the lease key, to know when a renew landed.
     const watch = await kv.watch({ key: 'p.0', include: KvWatchInclude.UpdatesOnly });

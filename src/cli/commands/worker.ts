@@ -1,8 +1,8 @@
-import closeWithGrace from 'close-with-grace';
 import type { Command } from 'commander';
-import { describeError, ErrorCode, OrderFleetError } from '../../errors.js';
+import { ErrorCode, OrderFleetError } from '../../errors.js';
 import { startOrderWorker } from '../../main.js';
 import { commandContext, type GlobalFlags } from '../context.js';
+import { installShutdown } from '../shutdown.js';
 
 export function registerWorker(program: Command, env: NodeJS.ProcessEnv): void {
   program
@@ -27,20 +27,15 @@ export function registerWorker(program: Command, env: NodeJS.ProcessEnv): void {
       );
       const running = await startOrderWorker(ctx.config, ctx.log);
       // First SIGTERM/SIGINT: graceful close (final checkpoint, drain) then exit 0. A second
-      // signal, or the grace deadline, exits 1 at once: replay from the watermark covers the rest.
-      closeWithGrace(
-        {
-          delay: ctx.config.worker.shutdownGraceMs,
-          logger: false,
-          onSecondSignal: (signal) => ctx.log.error({ signal }, 'second signal, forcing exit'),
-          onTimeout: (delay) =>
-            ctx.log.error({ delayMs: delay }, 'shutdown deadline passed, forcing exit'),
-        },
-        async ({ signal, err }) => {
-          if (err !== undefined)
-            ctx.log.error({ err: describeError(err) }, 'fatal error, shutting down');
-          ctx.log.info({ signal }, 'shutdown requested');
-          const report = await running.close();
+      // signal, or the grace deadline: the close's signal fires (publishes still retrying give
+      // up), every lease is released at once so successors need not wait a TTL, exit 1; replay
+      // from the watermarks covers the rest.
+      installShutdown({
+        graceMs: ctx.config.worker.shutdownGraceMs,
+        log: ctx.log,
+        force: () => running.releaseLeasesNow(),
+        close: async (signal) => {
+          const report = await running.close(signal);
           const failed = report.partitions
             .filter((p) => p.state === 'failed')
             .map((p) => p.partition);
@@ -53,6 +48,6 @@ export function registerWorker(program: Command, env: NodeJS.ProcessEnv): void {
             );
           }
         },
-      );
+      });
     });
 }
