@@ -103,13 +103,16 @@ export class Lease {
         this.manager.value(this.partition),
         this.#revision,
       );
-      if (this.#released) return; // released meanwhile: nothing to keep
       if (revision === undefined) {
+        if (this.#released) return; // released meanwhile: nothing to keep
         this.#markLost('renew rejected: another worker holds the lease');
         return;
       }
+      // Recorded even when released meanwhile: release() waits for this renew and then deletes
+      // conditionally on the revision it wrote.
       this.#revision = revision;
       this.#validUntil = sentAt + this.manager.validityMs;
+      if (this.#released) return;
     } catch (err) {
       if (this.#released) return;
       // A transient failure (timeout, reconnect): keep trying until validity runs out.

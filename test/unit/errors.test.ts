@@ -1,9 +1,20 @@
+import { JetStreamApiError } from '@nats-io/jetstream';
+import { jserrors } from '@nats-io/jetstream/internal';
+import {
+  ClosedConnectionError,
+  DrainingConnectionError,
+  NoRespondersError,
+  RequestError,
+  TimeoutError,
+} from '@nats-io/transport-node';
 import { describe, expect, it } from 'vitest';
 import {
   ConfigError,
   describeError,
   ErrorCode,
   isOrderFleetError,
+  isRetriable,
+  isTerminal,
   isValidationError,
   OrderFleetError,
   ValidationError,
@@ -129,5 +140,47 @@ describe('describeError', () => {
     expect(describeError('plain')).toBe('plain');
     expect(describeError(42)).toBe('42');
     expect(describeError(undefined)).toBe('undefined');
+  });
+});
+
+describe('retriable', () => {
+  it('follows the code by default and can be overridden', () => {
+    expect(new OrderFleetError(ErrorCode.Fenced, 'x').retriable).toBe(true);
+    expect(new OrderFleetError(ErrorCode.WriteConflict, 'x').retriable).toBe(true);
+    expect(new OrderFleetError(ErrorCode.StateCorrupt, 'x').retriable).toBe(false);
+    expect(new OrderFleetError(ErrorCode.InvalidEvent, 'x').retriable).toBe(false);
+    expect(new OrderFleetError(ErrorCode.StateCorrupt, 'x', { retriable: true }).retriable).toBe(
+      true,
+    );
+  });
+
+  it('isRetriable classifies NATS client errors by class and code, never by message', () => {
+    expect(isRetriable(new TimeoutError())).toBe(true);
+    expect(isRetriable(new NoRespondersError('$JS.API.INFO'))).toBe(true);
+    expect(isRetriable(new RequestError('connection disconnected'))).toBe(true);
+    expect(isRetriable(new jserrors.JetStreamNotEnabled('jetstream is not enabled'))).toBe(true);
+    const unavailable = new JetStreamApiError({
+      code: 503,
+      err_code: 10008,
+      description: 'JetStream system temporarily unavailable',
+    });
+    expect(isRetriable(unavailable)).toBe(true);
+    const notLeader = new JetStreamApiError({ code: 500, err_code: 10009, description: 'x' });
+    expect(isRetriable(notLeader)).toBe(true);
+    const wrongSeq = new JetStreamApiError({ code: 400, err_code: 10071, description: 'x' });
+    expect(isRetriable(wrongSeq)).toBe(false);
+    // Our own closed or draining connection means we are shutting down: not transient.
+    expect(isRetriable(new ClosedConnectionError())).toBe(false);
+    expect(isRetriable(new DrainingConnectionError())).toBe(false);
+    // A cause chain is followed.
+    expect(isRetriable(new Error('wrapped', { cause: new TimeoutError() }))).toBe(true);
+    expect(isRetriable(new TypeError('a bug'))).toBe(false);
+  });
+
+  it('isTerminal is true only for our non-retriable codes', () => {
+    expect(isTerminal(new OrderFleetError(ErrorCode.StateCorrupt, 'x'))).toBe(true);
+    expect(isTerminal(new OrderFleetError(ErrorCode.Fenced, 'x'))).toBe(false);
+    expect(isTerminal(new TypeError('unknown'))).toBe(false);
+    expect(isTerminal(new TimeoutError())).toBe(false);
   });
 });
