@@ -162,7 +162,14 @@ async function assemble(
     worker,
     nc,
     close: (signal) => (closing ??= close(signal)),
-    releaseLeasesNow: () => worker.releaseLeasesNow(),
+    // Both at once: leaving tells the others to recompute the assignment (else they would wait
+    // for our membership to expire), releasing lets them take the partitions immediately.
+    releaseLeasesNow: async () => {
+      await Promise.all([
+        closeStep(log, 'leave membership', () => membership.leave()),
+        closeStep(log, 'release leases', () => worker.releaseLeasesNow()),
+      ]);
+    },
   };
 }
 
