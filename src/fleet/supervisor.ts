@@ -175,6 +175,9 @@ export class Supervisor {
         // The lease is kept: no other worker would do better with the same stored bytes, and
         // `status` shows who parked it. It is released when the partition moves or we stop.
         await delay(2 ** 31 - 1, this.#wake.signal);
+        // Its failed run was reported when it parked; nothing of it is left to checkpoint, so a
+        // shutdown is not incomplete because of it (the next owner starts from the same watermark).
+        last = undefined;
         break;
       }
       await this.#release(lease);

@@ -37,6 +37,11 @@ export interface RetryOptions extends BackoffPolicy {
   readonly maxAttempts?: number;
   /** Aborting stops at once: no further attempt, no wait; the attempt in flight is abandoned. */
   readonly signal?: AbortSignal;
+  /**
+   * False: an attempt in flight when the signal fires is awaited, not abandoned (its result is
+   * still returned), for attempts that acquire something the caller must then release.
+   */
+  readonly abandonOnAbort?: boolean;
   /** Whether a failure is worth another attempt (default {@link isRetriable}). */
   readonly shouldRetry?: (err: unknown, attempt: number) => boolean;
   /** Called before waiting for the next attempt (logging). */
@@ -65,7 +70,9 @@ export async function retry<T>(
   for (let attempt = 1; ; attempt++) {
     if (signal !== undefined && aborted(signal)) throw abortError(signal, last);
     try {
-      return await abortable(fn(attempt), signal);
+      return await (options.abandonOnAbort === false
+        ? fn(attempt)
+        : abortable(fn(attempt), signal));
     } catch (err) {
       if (signal !== undefined && aborted(signal)) throw abortError(signal, last ?? err);
       last = err;

@@ -160,11 +160,15 @@ describe('NATS failing underneath the fleet', () => {
     await stopGracefully(w1);
     step('first run stopped');
 
-    // Damage one customer's stored snapshot: bytes that are not JSON.
+    // Damage one customer's stored snapshot: JSON, but no snapshot format this fleet ever wrote
+    // (as a botched manual repair or a foreign writer would leave it).
     const victim = first[0]?.customerId ?? '';
     const victimPartition = partitionOf(victim, dep.partitions);
     const stateKv = await new Kvm(dep.nc).open(dep.names.stateBucket);
-    await stateKv.put(customerKey(victimPartition, victim), 'not a snapshot {');
+    await stateKv.put(
+      customerKey(victimPartition, victim),
+      JSON.stringify({ v: 99, lastSeq: 0, state: { items: [] } }),
+    );
 
     const second = generateLoad(40, 400, 2, 'corrupt');
     const secondResults = await publishAll(dep, second);
@@ -222,9 +226,10 @@ describe('NATS failing underneath the fleet', () => {
     });
     await eventually(() => (load.published > 400 ? true : undefined));
     step('forcing w1');
-    // A second signal during the graceful close forces the exit.
+    // A second signal during the graceful close forces the exit. (Two SIGTERMs sent at once may
+    // be delivered as one: standard signals do not queue. SIGINT is a second, distinct signal.)
     w1.signal('SIGTERM');
-    w1.signal('SIGTERM');
+    w1.signal('SIGINT');
     expect(await w1.exited).toEqual({ code: 1, signal: null });
     step('w1 exited');
     // w2 owns everything well before a 90 s TTL could have expired anything.
