@@ -40,6 +40,8 @@ export const ErrorCode = {
   ShutdownTimeout: 'SHUTDOWN_TIMEOUT',
   /** Graceful shutdown finished, but some partitions' final checkpoint failed (replay covers it). */
   ShutdownIncomplete: 'SHUTDOWN_INCOMPLETE',
+  /** `auth init` would overwrite existing files (secrets); nothing was written. */
+  FilesExist: 'FILES_EXIST',
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];

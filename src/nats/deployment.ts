@@ -3,7 +3,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { z } from 'zod';
 import type { ResourceNames } from '../contract/names.js';
 import { ErrorCode, OrderFleetError } from '../errors.js';
-import { isStreamNotFound } from './errors.js';
+import { isNoResponders, isStreamNotFound } from './errors.js';
 
 /** The partition count of a new deployment, when `PARTITIONS` is not given. */
 export const DEFAULT_PARTITIONS = 32;
@@ -34,14 +34,30 @@ export async function readDeployment(meta: KV): Promise<Deployment | undefined> 
   return DeploymentSchema.parse(entry.json());
 }
 
-/** Loads the deployment or explains that `order-fleet setup` must run first. */
+/**
+ * Loads the deployment or explains that `order-fleet setup` must run first.
+ *
+ * The record is read with the direct-get API, whose request subject names the key
+ * (`$JS.API.DIRECT.GET.KV_<meta>.$KV.<meta>.deployment`): a role that needs nothing else from the
+ * meta bucket (a publisher) is allowed exactly this key, not the watermarks beside it. The record
+ * never changes once written, so a direct get served by any replica is as good as any. Without a
+ * direct-get responder (no such bucket, or one provisioned before direct gets were enabled) the
+ * ordinary get tells the two apart.
+ */
 export async function loadDeployment(
   nc: NatsConnection,
   names: ResourceNames,
 ): Promise<Deployment> {
   let deployment: Deployment | undefined;
   try {
-    deployment = await readDeployment(await openMetaBucket(nc, names));
+    try {
+      deployment = await readDeployment(
+        await new Kvm(nc).open(names.metaBucket, { allow_direct: true }),
+      );
+    } catch (err) {
+      if (!isNoResponders(err)) throw err;
+      deployment = await readDeployment(await openMetaBucket(nc, names));
+    }
   } catch (err) {
     // A missing meta bucket means "never provisioned"; anything else is a real failure.
     if (!isMissingBucket(err)) throw err;
