@@ -1,5 +1,10 @@
 import { JetStreamApiCodes, JetStreamApiError } from '@nats-io/jetstream';
-import { RequestError, TimeoutError, NoRespondersError } from '@nats-io/transport-node';
+import {
+  NoRespondersError,
+  PermissionViolationError,
+  RequestError,
+  TimeoutError,
+} from '@nats-io/transport-node';
 
 /**
  * Predicates over the NATS client's errors, by class and numeric code, never by message text.
@@ -36,4 +41,13 @@ export function isTimeout(err: unknown): boolean {
 
 export function isMessageNotFound(err: unknown): boolean {
   return err instanceof JetStreamApiError && err.code === JetStreamApiCodes.NoMessageFound;
+}
+
+/**
+ * The server refused a publish or subscription for this user's permissions. Permanent: the
+ * credentials are for another role, and retrying cannot help.
+ */
+export function isPermissionViolation(err: unknown): boolean {
+  if (err instanceof PermissionViolationError) return true;
+  return err instanceof Error && err.cause !== undefined && isPermissionViolation(err.cause);
 }
