@@ -76,8 +76,6 @@ describe(`fuzz: ${BAD} hostile messages among ${GOOD} good events (seed ${SEED})
       ...fx.env('worker'),
       ADMIN_PORT: String(metricsPort),
       ADMIN_HOST: '127.0.0.1',
-      // Dead letters are logged one by one; the run is about outcomes, not those lines.
-      LOG_LEVEL: 'error',
     });
     await waitReady(worker, 60_000);
     const pid = worker.child.pid;
