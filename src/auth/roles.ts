@@ -93,9 +93,15 @@ function kvWatch(bucket: string): string[] {
   ];
 }
 
-/** The immutable deployment record, readable key by key through the direct-get API. */
-function deploymentRead(names: ResourceNames): string {
-  return `${API}.DIRECT.GET.${kvStream(names.metaBucket)}.$KV.${names.metaBucket}.${DEPLOYMENT_KEY}`;
+/**
+ * The immutable deployment record, readable key by key through the direct-get API, and the meta
+ * bucket's stream info (is it provisioned, does it allow direct gets; no values).
+ */
+function deploymentRead(names: ResourceNames): string[] {
+  return [
+    `${API}.STREAM.INFO.${kvStream(names.metaBucket)}`,
+    `${API}.DIRECT.GET.${kvStream(names.metaBucket)}.$KV.${names.metaBucket}.${DEPLOYMENT_KEY}`,
+  ];
 }
 
 /** Every stream the fleet owns, KV buckets included. */
@@ -135,7 +141,7 @@ export function rolePermissions(role: Role, names: ResourceNames): RolePermissio
         publish: {
           // Exactly three tokens: `<orders>.<p>.<customerId>`. Entries the fleet writes itself
           // (`<orders>.<p>.<customerId>.<kind>`, timer firings) have four and are refused.
-          allow: [`${orders}.*.*`, deploymentRead(names)],
+          allow: [`${orders}.*.*`, ...deploymentRead(names)],
           deny: [`${orders}.*.*.>`, ...streamAdministration(names)],
         },
         subscribe: { allow: [inbox], deny: [] },
@@ -146,7 +152,7 @@ export function rolePermissions(role: Role, names: ResourceNames): RolePermissio
         publish: {
           allow: [
             `${API}.INFO`,
-            deploymentRead(names),
+            ...deploymentRead(names),
             // Timer firings, appended by the partition's owner.
             `${orders}.*.*.timer`,
             `${names.deadLetterPrefix}.*`,
@@ -189,7 +195,7 @@ export function rolePermissions(role: Role, names: ResourceNames): RolePermissio
         publish: {
           allow: [
             `${API}.INFO`,
-            deploymentRead(names),
+            ...deploymentRead(names),
             `${names.queryPrefix}.*`,
             `${API}.STREAM.INFO.${names.ordersStream}`,
             `${API}.CONSUMER.INFO.${names.ordersStream}.*`,
