@@ -201,7 +201,7 @@ describe(`fuzz: ${BAD} hostile messages among ${GOOD} good events (seed ${SEED})
     expect(stored.filter((x) => 'good' in x.msg)).toHaveLength(GOOD);
     expect(diffStates(model.expected(), await readStoredStates(dep))).toEqual([]);
     expect(logsWith(worker, 'partition failed, restarting')).toEqual([]);
-  });
+  }, 400_000);
 
   it('the worker printed no secret, nor did its metrics', async () => {
     if (worker === undefined) throw new Error('no worker ran');
