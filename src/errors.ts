@@ -48,6 +48,8 @@ export const ErrorCode = {
   ApplyFailed: 'APPLY_FAILED',
   /** An entry of a quarantined customer: dead-lettered, not applied (its state would no longer be a fold). */
   CustomerQuarantined: 'CUSTOMER_QUARANTINED',
+  /** `auth init` would overwrite existing files (secrets); nothing was written. */
+  FilesExist: 'FILES_EXIST',
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];

@@ -1,5 +1,6 @@
 import { Command, CommanderError, Option } from 'commander';
 import { describeError, ErrorCode, isOrderFleetError, isValidationError } from '../errors.js';
+import { registerAuth } from './commands/auth.js';
 import { registerContents } from './commands/contents.js';
 import { registerPublish } from './commands/publish.js';
 import { registerNotifier } from './commands/notifier.js';
@@ -31,6 +32,7 @@ export function buildProgram(env: NodeJS.ProcessEnv): Command {
   registerContents(program, env);
   registerStatus(program, env);
   registerNotifier(program, env);
+  registerAuth(program, env);
   return program;
 }
 
@@ -52,6 +54,7 @@ function exitCodeFor(err: unknown): number {
   if (
     isOrderFleetError(err, ErrorCode.ConfigInvalid) ||
     isOrderFleetError(err, ErrorCode.ImmutableSetting) ||
+    isOrderFleetError(err, ErrorCode.FilesExist) ||
     isValidationError(err)
   ) {
     process.stderr.write(`order-fleet: ${err.message}\n`);

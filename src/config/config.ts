@@ -54,6 +54,22 @@ export const EnvSchema = z.object({
   NATS_TLS_CA: optionalString,
   NATS_TLS_CERT: optionalString,
   NATS_TLS_KEY: optionalString,
+  // NKey authentication (what `order-fleet auth init` generates): the seed itself, or a file
+  // holding it. Secret: never logged.
+  NATS_NKEY_SEED: z
+    .string()
+    .regex(/^SU[A-Z2-7]{56}$/u, 'must be a NATS user nkey seed (SU…, 58 characters)')
+    .optional(),
+  NATS_NKEY_SEED_FILE: optionalString,
+  // Prefix of this process's reply subjects. Each role gets its own (`auth init`), and may only
+  // subscribe below it, so one role cannot read another's replies.
+  NATS_INBOX_PREFIX: z
+    .string()
+    .regex(
+      /^[A-Za-z0-9_$-]+(\.[A-Za-z0-9_$-]+)*$/u,
+      'must be one or more subject tokens without wildcards, e.g. _INBOX.worker',
+    )
+    .optional(),
   LOG_LEVEL: z.enum(LOG_LEVELS).default('info'),
   ORDER_FLEET_NAMESPACE: NamespaceSchema.default(''),
 
@@ -98,6 +114,16 @@ export const EnvSchema = z.object({
   NOTIFIER_FILE: optionalString,
   NOTIFIER_WEBHOOK_URL: z.url().optional(),
   NOTIFIER_WEBHOOK_TIMEOUT_MS: int(10).default(5000),
+  // Standard Webhooks signing secrets (`whsec_<base64>`), space-separated: two during a rotation.
+  NOTIFIER_WEBHOOK_SECRET: z
+    .string()
+    .regex(
+      /^\s*whsec_[A-Za-z0-9+/]+={0,2}(\s+whsec_[A-Za-z0-9+/]+={0,2})*\s*$/u,
+      'must be one or more whsec_<base64> secrets separated by spaces',
+    )
+    .transform((s) => s.trim().split(/\s+/u))
+    .optional(),
+  NOTIFIER_WEBHOOK_SECRET_FILE: optionalString,
   NOTIFIER_MAX_IN_FLIGHT: int(1, 10_000).default(64),
 
   // Publisher.
@@ -116,6 +142,12 @@ export interface NatsConfig {
   readonly password?: string;
   readonly token?: string;
   readonly tls?: { readonly ca?: string; readonly cert?: string; readonly key?: string };
+  /** NKey seed (secret). */
+  readonly nkeySeed?: string;
+  /** File holding the NKey seed, read when connecting. */
+  readonly nkeySeedFile?: string;
+  /** Reply-subject prefix (nats.js `inboxPrefix`). */
+  readonly inboxPrefix?: string;
 }
 
 export interface Config {
@@ -152,6 +184,10 @@ export interface Config {
     readonly file: string | undefined;
     readonly webhookUrl: string | undefined;
     readonly webhookTimeoutMs: number;
+    /** Signing secrets given inline (secret); empty when none. */
+    readonly webhookSecrets: readonly string[];
+    /** File with signing secrets (one per line), read when the notifier starts. */
+    readonly webhookSecretFile: string | undefined;
     readonly maxInFlight: number;
   };
   readonly query: { readonly timeoutMs: number };
@@ -215,6 +251,9 @@ export function loadConfig(env: EnvInput, overrides: EnvInput = {}): Config {
       ...(e.NATS_PASSWORD === undefined ? {} : { password: e.NATS_PASSWORD }),
       ...(e.NATS_TOKEN === undefined ? {} : { token: e.NATS_TOKEN }),
       ...(tls === undefined ? {} : { tls }),
+      ...(e.NATS_NKEY_SEED === undefined ? {} : { nkeySeed: e.NATS_NKEY_SEED }),
+      ...(e.NATS_NKEY_SEED_FILE === undefined ? {} : { nkeySeedFile: e.NATS_NKEY_SEED_FILE }),
+      ...(e.NATS_INBOX_PREFIX === undefined ? {} : { inboxPrefix: e.NATS_INBOX_PREFIX }),
     },
     logLevel: e.LOG_LEVEL,
     namespace: e.ORDER_FLEET_NAMESPACE,
@@ -245,6 +284,8 @@ export function loadConfig(env: EnvInput, overrides: EnvInput = {}): Config {
       file: e.NOTIFIER_FILE,
       webhookUrl: e.NOTIFIER_WEBHOOK_URL,
       webhookTimeoutMs: e.NOTIFIER_WEBHOOK_TIMEOUT_MS,
+      webhookSecrets: e.NOTIFIER_WEBHOOK_SECRET ?? [],
+      webhookSecretFile: e.NOTIFIER_WEBHOOK_SECRET_FILE,
       maxInFlight: e.NOTIFIER_MAX_IN_FLIGHT,
     },
     query: { timeoutMs: e.QUERY_TIMEOUT_MS },

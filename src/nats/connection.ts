@@ -1,5 +1,11 @@
 import { readFileSync } from 'node:fs';
-import { connect, credsAuthenticator, type NatsConnection } from '@nats-io/transport-node';
+import {
+  connect,
+  credsAuthenticator,
+  nkeyAuthenticator,
+  type Authenticator,
+  type NatsConnection,
+} from '@nats-io/transport-node';
 import type { NatsConfig } from '../config/config.js';
 import type { Logger } from '../logging/logger.js';
 
@@ -24,9 +30,8 @@ export async function connectNats(
     ...(config.user === undefined ? {} : { user: config.user }),
     ...(config.password === undefined ? {} : { pass: config.password }),
     ...(config.token === undefined ? {} : { token: config.token }),
-    ...(config.creds === undefined
-      ? {}
-      : { authenticator: credsAuthenticator(readFileSync(config.creds)) }),
+    ...authenticator(config),
+    ...(config.inboxPrefix === undefined ? {} : { inboxPrefix: config.inboxPrefix }),
     ...(config.tls === undefined
       ? {}
       : {
@@ -47,6 +52,19 @@ export async function connectNats(
       );
     });
   return nc;
+}
+
+/** Creds file (JWT) or NKey seed, inline or from a file; nothing when neither is given. */
+function authenticator(config: NatsConfig): { authenticator?: Authenticator } {
+  if (config.creds !== undefined)
+    return { authenticator: credsAuthenticator(readFileSync(config.creds)) };
+  const seed =
+    config.nkeySeed ??
+    (config.nkeySeedFile === undefined
+      ? undefined
+      : readFileSync(config.nkeySeedFile, 'utf8').trim());
+  if (seed === undefined) return {};
+  return { authenticator: nkeyAuthenticator(new TextEncoder().encode(seed)) };
 }
 
 /** Logs connection status changes (disconnects, reconnects) so operators can see them. */

@@ -1,3 +1,4 @@
+import { jetstreamManager } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { z } from 'zod';
@@ -34,14 +35,32 @@ export async function readDeployment(meta: KV): Promise<Deployment | undefined> 
   return DeploymentSchema.parse(entry.json());
 }
 
-/** Loads the deployment or explains that `order-fleet setup` must run first. */
+/**
+ * Loads the deployment or explains that `order-fleet setup` must run first.
+ *
+ * The record is read with the direct-get API, whose request subject names the key
+ * (`$JS.API.DIRECT.GET.KV_<meta>.$KV.<meta>.deployment`): a role that needs nothing else from the
+ * meta bucket (a publisher) is allowed exactly this key, not the watermarks beside it. The record
+ * never changes once written, so a direct get served by any replica is as good as any. The
+ * bucket's stream info comes first: a direct get on a stream that does not exist is not refused
+ * but left unanswered, and a bucket provisioned before direct gets were enabled needs the
+ * ordinary get.
+ */
 export async function loadDeployment(
   nc: NatsConnection,
   names: ResourceNames,
 ): Promise<Deployment> {
   let deployment: Deployment | undefined;
   try {
-    deployment = await readDeployment(await openMetaBucket(nc, names));
+    const info = await (
+      await jetstreamManager(nc, { checkAPI: false })
+    ).streams.info(`KV_${names.metaBucket}`);
+    const direct = info.config.allow_direct === true;
+    deployment = await readDeployment(
+      direct
+        ? await new Kvm(nc).open(names.metaBucket, { allow_direct: true })
+        : await openMetaBucket(nc, names),
+    );
   } catch (err) {
     // A missing meta bucket means "never provisioned"; anything else is a real failure.
     if (!isMissingBucket(err)) throw err;

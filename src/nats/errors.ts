@@ -5,6 +5,7 @@ import {
   ConnectionError,
   DrainingConnectionError,
   NoRespondersError,
+  PermissionViolationError,
   RequestError,
   TimeoutError,
 } from '@nats-io/transport-node';
@@ -69,6 +70,8 @@ const TRANSIENT_API_CODES: ReadonlySet<number> = new Set([
 export function isTransientNatsError(err: unknown): boolean {
   if (!(err instanceof Error)) return false;
   if (err instanceof ClosedConnectionError || err instanceof DrainingConnectionError) return false;
+  // Refused for this user's permissions: retrying with the same credentials cannot help.
+  if (isPermissionViolation(err)) return false;
   if (err instanceof TimeoutError || err instanceof NoRespondersError) return true;
   // "connection disconnected", "connection closed" for requests in flight, and cancellations.
   if (err instanceof RequestError || err instanceof ConnectionError) return true;
@@ -79,4 +82,13 @@ export function isTransientNatsError(err: unknown): boolean {
   if (err instanceof JetStreamStatusError) return true;
   if (err instanceof JetStreamError) return true;
   return err.cause !== undefined && isTransientNatsError(err.cause);
+}
+
+/**
+ * The server refused a publish or subscription for this user's permissions. Permanent: the
+ * credentials are for another role, and retrying cannot help.
+ */
+export function isPermissionViolation(err: unknown): boolean {
+  if (err instanceof PermissionViolationError) return true;
+  return err instanceof Error && err.cause !== undefined && isPermissionViolation(err.cause);
 }

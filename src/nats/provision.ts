@@ -59,7 +59,26 @@ type Managed = Pick<
   | 'num_replicas'
   | 'max_age'
   | 'duplicate_window'
+  | 'deny_delete'
+  | 'deny_purge'
+  | 'allow_rollup_hdrs'
 >;
+
+/**
+ * Permissions cannot look at headers, so the streams themselves refuse what no user may do: a
+ * `Nats-Rollup` header from anyone allowed to publish would otherwise erase a stream's history,
+ * and message deletes and purges would erase events, dead letters or summaries. The server never
+ * lets these be turned back on (deny_delete, deny_purge), which is the point.
+ */
+const HARDENED = { deny_delete: true, deny_purge: true, allow_rollup_hdrs: false } as const;
+
+/**
+ * KV buckets: no rollups (a `Nats-Rollup: all` on one key would wipe the bucket; the fleet never
+ * purges keys) and no message deletes. Purge stays possible for the stream so an operator can
+ * compact delete markers, but no role's permissions include the purge API. Direct gets are on so
+ * the deployment record can be read key by key (see loadDeployment).
+ */
+const KV_HARDENED = { deny_delete: true, allow_rollup_hdrs: false, allow_direct: true } as const;
 const IMMUTABLE: readonly (keyof Managed)[] = ['storage', 'retention'];
 
 /**
@@ -81,6 +100,7 @@ export async function setupDeployment(
 
   resources.push(
     await ensureStream(jsm, {
+      ...HARDENED,
       name: names.ordersStream,
       subjects: ordersStreamSubjects(names, partitions),
       storage: StorageType.File,
@@ -93,6 +113,7 @@ export async function setupDeployment(
   );
   resources.push(
     await ensureStream(jsm, {
+      ...HARDENED,
       name: names.deadLetterStream,
       subjects: [`${names.deadLetterPrefix}.>`, names.deadLetterNotifications],
       storage: StorageType.File,
@@ -107,6 +128,7 @@ export async function setupDeployment(
   );
   resources.push(
     await ensureStream(jsm, {
+      ...HARDENED,
       name: names.notificationsStream,
       subjects: [`${names.notificationsPrefix}.>`],
       storage: StorageType.File,
@@ -169,8 +191,13 @@ async function ensureStream(
 }
 
 function diff(current: StreamConfig, desired: Managed): (keyof Managed)[] {
+  // A server may leave out a boolean that is false; read it as false, or setup would never settle.
+  const normal = (v: unknown, like: unknown): unknown =>
+    v ?? (typeof like === 'boolean' ? false : null);
   return (Object.keys(desired) as (keyof Managed)[]).filter(
-    (key) => JSON.stringify(current[key] ?? null) !== JSON.stringify(desired[key] ?? null),
+    (key) =>
+      JSON.stringify(normal(current[key], desired[key])) !==
+      JSON.stringify(normal(desired[key], desired[key])),
   );
 }
 
@@ -188,23 +215,30 @@ async function ensureBucket(
   } catch (err) {
     if (!isStreamNotFound(err)) throw err;
   }
-  if (config !== undefined) {
-    const changed = [
-      ...(config.num_replicas === replicas ? [] : ['num_replicas']),
-      ...(config.max_age === nanos(ttlMs) ? [] : ['max_age']),
-    ];
-    if (changed.length === 0) return { kind: 'kv', name: bucket, action: 'unchanged', changed };
-    await jsm.streams.update(stream, { ...config, num_replicas: replicas, max_age: nanos(ttlMs) });
-    return { kind: 'kv', name: bucket, action: 'updated', changed };
+  let action: SetupAction = 'updated';
+  if (config === undefined) {
+    // history 1: entries are whole snapshots, older revisions are worthless.
+    await new Kvm(nc).create(bucket, {
+      history: 1,
+      replicas,
+      storage: StorageType.File,
+      ...(ttlMs > 0 ? { ttl: ttlMs } : {}),
+    });
+    config = (await jsm.streams.info(stream)).config;
+    action = 'created';
   }
-  // history 1: entries are whole snapshots, older revisions are worthless.
-  await new Kvm(nc).create(bucket, {
-    history: 1,
-    replicas,
-    storage: StorageType.File,
-    ...(ttlMs > 0 ? { ttl: ttlMs } : {}),
-  });
-  return { kind: 'kv', name: bucket, action: 'created', changed: [] };
+  const desired = { num_replicas: replicas, max_age: nanos(ttlMs), ...KV_HARDENED };
+  const changed = (Object.keys(desired) as (keyof typeof desired)[]).filter(
+    (key) => (config[key] ?? false) !== desired[key],
+  );
+  if (changed.length > 0) await jsm.streams.update(stream, { ...config, ...desired });
+  if (action === 'created') return { kind: 'kv', name: bucket, action, changed: [] };
+  return {
+    kind: 'kv',
+    name: bucket,
+    action: changed.length > 0 ? 'updated' : 'unchanged',
+    changed,
+  };
 }
 
 function refuseChange(existing: Deployment, requested: number | undefined): void {

@@ -1,5 +1,6 @@
 import { appendFile } from 'node:fs/promises';
 import type { SummaryNotification } from '../orders/summary.js';
+import type { WebhookSigner } from './webhook-signature.js';
 
 /** What a delivery attempt came to. */
 export type DeliveryResult =
@@ -40,22 +41,41 @@ export function fileSink(path: string): NotificationSink {
   };
 }
 
+export interface WebhookOptions {
+  /** Signs every delivery (Standard Webhooks); unsigned when undefined. */
+  readonly signer?: WebhookSigner;
+  /** Seconds since the epoch, for `webhook-timestamp`. */
+  readonly now?: () => number;
+}
+
 /**
  * HTTP POST of the summary as JSON with `Idempotency-Key: <summaryId>`: every repeat of a summary
  * (retries, redeliveries after a crash, replays) carries the same key, so the receiver can drop
- * repeats. 2xx = delivered; 408, 429 and 5xx, timeouts and network errors = retry; other 4xx =
- * rejected for good.
+ * repeats. With a signer, each attempt is signed following Standard Webhooks (`webhook-id` =
+ * summaryId, `webhook-timestamp` = the attempt's time, `webhook-signature`), so the receiver can
+ * check that it comes from us and is recent. 2xx = delivered; 408, 429 and 5xx, timeouts and
+ * network errors = retry; other 4xx = rejected for good.
  */
-export function webhookSink(url: string, timeoutMs: number): NotificationSink {
+export function webhookSink(
+  url: string,
+  timeoutMs: number,
+  options: WebhookOptions = {},
+): NotificationSink {
+  const now = options.now ?? (() => Math.floor(Date.now() / 1000));
   return {
     name: 'webhook',
     deliver: async (summary) => {
+      const body = JSON.stringify(summary);
       let response: Response;
       try {
         response = await fetch(url, {
           method: 'POST',
-          headers: { 'content-type': 'application/json', 'idempotency-key': summary.summaryId },
-          body: JSON.stringify(summary),
+          headers: {
+            'content-type': 'application/json',
+            'idempotency-key': summary.summaryId,
+            ...options.signer?.headers(summary.summaryId, now(), body),
+          },
+          body,
           signal: AbortSignal.timeout(timeoutMs),
         });
       } catch (err) {

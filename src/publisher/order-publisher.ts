@@ -14,7 +14,7 @@ import { ErrorCode, OrderFleetError, describeError } from '../errors.js';
 import { retry } from '../lifecycle/retry.js';
 import type { Logger } from '../logging/logger.js';
 import { loadDeployment } from '../nats/deployment.js';
-import { isStreamNotFound } from '../nats/errors.js';
+import { isPermissionViolation, isStreamNotFound } from '../nats/errors.js';
 
 /** An event to publish; `id` defaults to a random UUID (pass your own to make re-sends safe). */
 export type OrderEventInput = OrderEvent extends infer T
@@ -208,11 +208,12 @@ export class OrderPublisher {
 
 /**
  * Transient failures (timeouts, no responders while a server restarts, a stream that is still
- * recovering) are retried. Server rejections such as "message too large" and a closed
- * connection are not: retrying cannot help.
+ * recovering) are retried. Server rejections such as "message too large", a permission
+ * violation (credentials of another role) and a closed connection are not: retrying cannot help.
  */
 function isRetryable(err: unknown): boolean {
   if (err instanceof ClosedConnectionError || err instanceof DrainingConnectionError) return false;
+  if (isPermissionViolation(err)) return false;
   if (err instanceof JetStreamApiError) return isStreamNotFound(err) || err.status === 503;
   return true;
 }

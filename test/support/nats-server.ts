@@ -89,6 +89,12 @@ export interface StartNatsServerOptions {
    * one (last key wins), losing the per-server store dir.
    */
   configText?: string;
+  /**
+   * Config files to `include` (absolute paths), e.g. the `nats-auth.conf` of `order-fleet auth
+   * init`. nats-server resolves an include relative to the including file, so they are written
+   * as paths relative to the generated config.
+   */
+  includeFiles?: readonly string[];
   /** Fixed client port; default: random free port chosen by the server (`-1`). */
   port?: number;
   /** `server_name`; default: a random unique name. */
@@ -147,7 +153,12 @@ export async function startNatsServer(
     launcher,
     tmpDir,
     name: opts.serverName ?? `nats_${randomBytes(5).toString('hex')}`,
-    configText: opts.configText ?? '',
+    configText: [
+      ...(opts.includeFiles ?? []).map(
+        (file) => `include ${JSON.stringify(path.relative(tmpDir, path.resolve(file)))}`,
+      ),
+      opts.configText ?? '',
+    ].join('\n'),
     readiness: opts.readiness ?? 'jetstream',
     startTimeoutMs: opts.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS,
   });

@@ -1,3 +1,4 @@
+import { readFile } from 'node:fs/promises';
 import closeWithGrace from 'close-with-grace';
 import type { Command } from 'commander';
 import { ConfigError, describeError } from '../../errors.js';
@@ -10,6 +11,13 @@ import {
   type NotificationSink,
 } from '../../notifications/sinks.js';
 import { commandContext, type GlobalFlags } from '../context.js';
+import type { Config } from '../../config/config.js';
+import type { Logger } from '../../logging/logger.js';
+import {
+  decodeWebhookSecret,
+  webhookSigner,
+  type WebhookSigner,
+} from '../../notifications/webhook-signature.js';
 
 export function registerNotifier(program: Command, env: NodeJS.ProcessEnv): void {
   program
@@ -35,7 +43,7 @@ export function registerNotifier(program: Command, env: NodeJS.ProcessEnv): void
         sinkName === 'stdout' ? 'stderr' : 'stdout',
       );
       const { notifier: settings } = ctx.config;
-      const sink = buildSink(settings);
+      const sink = await buildSink(settings, ctx.log);
       const nc = await connectNats(ctx.config.nats, 'order-fleet-notifier', ctx.log);
       const notifier = new Notifier(nc, {
         names: ctx.names,
@@ -62,12 +70,7 @@ export function registerNotifier(program: Command, env: NodeJS.ProcessEnv): void
     });
 }
 
-function buildSink(settings: {
-  sink: string;
-  file: string | undefined;
-  webhookUrl: string | undefined;
-  webhookTimeoutMs: number;
-}): NotificationSink {
+async function buildSink(settings: Config['notifier'], log: Logger): Promise<NotificationSink> {
   switch (settings.sink) {
     case 'file':
       if (settings.file === undefined)
@@ -76,15 +79,36 @@ function buildSink(settings: {
           'NOTIFIER_FILE',
         );
       return fileSink(settings.file);
-    case 'webhook':
+    case 'webhook': {
       if (settings.webhookUrl === undefined) {
         throw new ConfigError(
           'NOTIFIER_WEBHOOK_URL (--url) is required for the webhook sink',
           'NOTIFIER_WEBHOOK_URL',
         );
       }
-      return webhookSink(settings.webhookUrl, settings.webhookTimeoutMs);
+      const signer = await loadSigner(settings);
+      if (signer === undefined)
+        log.warn(
+          'webhook deliveries are not signed: set NOTIFIER_WEBHOOK_SECRET or NOTIFIER_WEBHOOK_SECRET_FILE',
+        );
+      return webhookSink(settings.webhookUrl, settings.webhookTimeoutMs, {
+        ...(signer === undefined ? {} : { signer }),
+      });
+    }
     default:
       return stdoutSink();
   }
+}
+
+/** Secrets from the environment and from the file (one per line, or space-separated). */
+async function loadSigner(settings: Config['notifier']): Promise<WebhookSigner | undefined> {
+  const keys = settings.webhookSecrets.map((s) =>
+    decodeWebhookSecret(s, 'NOTIFIER_WEBHOOK_SECRET'),
+  );
+  if (settings.webhookSecretFile !== undefined) {
+    const text = await readFile(settings.webhookSecretFile, 'utf8');
+    for (const secret of text.split(/\s+/u).filter((s) => s !== '' && !s.startsWith('#')))
+      keys.push(decodeWebhookSecret(secret, 'NOTIFIER_WEBHOOK_SECRET_FILE'));
+  }
+  return keys.length === 0 ? undefined : webhookSigner(keys);
 }
