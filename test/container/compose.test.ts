@@ -6,7 +6,7 @@
 import { connect } from '@nats-io/transport-node';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, onTestFailed } from 'vitest';
 import { resourceNames } from '../../src/contract/names.js';
 import { loadDeployment } from '../../src/nats/deployment.js';
 import type { FleetStatus } from '../../src/admin/status.js';
@@ -84,7 +84,15 @@ afterAll(async () => {
 
 describe('docker-compose.yml', () => {
   it('runs the fleet: CLI in, stop/kill/scale under load, every customer equals the model', async () => {
+    const steps: string[] = [];
+    const began = Date.now();
+    const step = (name: string): void => void steps.push(`${name} @${Date.now() - began}ms`);
+    onTestFailed(async () => {
+      console.error(`steps: ${steps.join(' → ')}`);
+      console.error(await compose(['logs', '--no-color', '--tail', '30']));
+    });
     await compose(['up', '-d']);
+    step('up');
     const url = `nats://127.0.0.1:${natsPort}`;
     // Only nats-1 is published to the host: ignore the cluster's gossip of nats-2/nats-3 addresses,
     // which resolve inside the compose network only.
@@ -93,7 +101,7 @@ describe('docker-compose.yml', () => {
       maxReconnectAttempts: -1,
       ignoreClusterUpdates: true,
     });
-    teardown.push(() => nc.drain());
+    teardown.push(() => nc.close());
     const names = resourceNames('');
     const deployment = await loadDeployment(nc, names);
     const dep: TestDeployment = {
@@ -115,9 +123,24 @@ describe('docker-compose.yml', () => {
     const info = await (await import('@nats-io/jetstream')).jetstreamManager(nc);
     expect((await info.streams.info(names.ordersStream)).config.num_replicas).toBe(3);
     await settledOn(dep, 3);
+    step('settled on 3');
 
-    // The CLI, as a user types it.
-    const cli = (args: string[]): Promise<string> => compose(['run', '--rm', '-T', 'cli', ...args]);
+    // The CLI in the image on the compose network (what `docker compose run --rm cli` runs,
+    // without compose's per-run overhead).
+    const cli = (args: string[]): Promise<string> =>
+      docker([
+        'run',
+        '--rm',
+        '--read-only',
+        '--network',
+        `${project}_default`,
+        '-e',
+        'NATS_URL=nats://nats-1:4222,nats://nats-2:4222,nats://nats-3:4222',
+        '-e',
+        'LOG_LEVEL=warn',
+        images.app,
+        ...args,
+      ]);
     expect(JSON.parse(await cli(['publish', 'John', 'items.added', '1', '2']))).toMatchObject({
       duplicate: false,
     });
@@ -130,6 +153,7 @@ describe('docker-compose.yml', () => {
       return out.items.length === 1 ? out : undefined;
     }, 60_000);
     expect(john.items).toEqual([2]);
+    step('contents');
     // The notifier's visible sink: its log carries John's summary.
     await eventually(
       async () => {
@@ -139,6 +163,7 @@ describe('docker-compose.yml', () => {
       90_000,
       1000,
     );
+    step('notifier sink');
 
     // Load from the host while workers are stopped, killed and scaled.
     const load = startLoad(teardown, dep, {
@@ -156,10 +181,13 @@ describe('docker-compose.yml', () => {
     // The two others own everything (still under load, so lag is not 0 yet).
     await settledOn(dep, 2, false);
     await docker(['kill', second]);
+    step('killed');
     expect((await containerState(second)).running).toBe(false);
     await compose(['up', '-d', '--no-recreate', '--scale', 'worker=4', 'worker']);
     await load.finish();
+    step('load finished');
     const final = await settledOn(dep, 4);
+    step('settled on 4');
     expect(final.members).toHaveLength(4);
 
     const model = modelFromPublished(load.events, load.results);
@@ -169,6 +197,7 @@ describe('docker-compose.yml', () => {
     expect(diffStates(expected, stored)).toEqual([]);
     expect(expected.size).toBeGreaterThanOrEqual(300);
 
+    await nc.drain();
     await compose(['--profile', 'tools', 'down', '-v', '--remove-orphans', '-t', '35']);
     expect(
       await docker(['ps', '-aq', '--filter', `label=com.docker.compose.project=${project}`]),
