@@ -2,6 +2,7 @@ import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Config } from './config/config.js';
+import { FleetGaugeReporter } from './admin/fleet-gauges.js';
 import { startAdminServer } from './admin/http-server.js';
 import { resourceNames } from './contract/names.js';
 import { closeStep } from './lifecycle/close-step.js';
@@ -135,6 +136,25 @@ async function assemble(
   await worker.start([]);
   leases.start();
   await membership.join();
+  // Fleet-wide gauges (lag for the autoscaler, unowned partitions, dead letters), measured by the
+  // holder of partition 0's lease only; they exist to be scraped, so only with the admin server.
+  const gauges =
+    config.worker.admin.port === undefined
+      ? undefined
+      : new FleetGaugeReporter(
+          {
+            jsm,
+            names,
+            partitions: deployment.partitions,
+            holders: () => leases.holders(deployment.partitions),
+          },
+          {
+            workerId,
+            intervalMs: config.worker.admin.fleetGaugesIntervalMs,
+            log: log.child({ component: 'fleet-gauges', workerId }),
+          },
+        );
+  gauges?.start();
   const admin =
     config.worker.admin.port === undefined
       ? undefined
@@ -144,10 +164,12 @@ async function assemble(
           target: worker,
           nc,
           log: log.child({ component: 'admin', workerId }),
+          fleet: () => gauges?.latest,
         });
 
   let closing: Promise<WorkerReport> | undefined;
   const close = async (signal: AbortSignal | undefined): Promise<WorkerReport> => {
+    await closeStep(log, 'stop fleet gauges', async () => gauges?.close());
     const report = await fleet.close(signal);
     // Kept up during the drain so probes see "not ready" rather than a refused connection.
     await closeStep(log, 'close admin server', () =>

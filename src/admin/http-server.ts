@@ -4,6 +4,7 @@ import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { describeError } from '../errors.js';
 import type { WorkerStats } from '../fleet/worker.js';
 import type { Logger } from '../logging/logger.js';
+import type { FleetGauges } from './fleet-gauges.js';
 
 /** What the admin endpoints read from a worker. */
 export interface AdminTarget {
@@ -31,7 +32,10 @@ const RENAMED_COUNTERS = {
 } as const;
 
 /** Prometheus metrics read from the worker at scrape time (no work on the hot path). */
-export function workerMetrics(target: AdminTarget): Registry {
+export function workerMetrics(
+  target: AdminTarget,
+  fleet: () => FleetGauges | undefined = () => undefined,
+): Registry {
   const registry = new Registry();
   registry.setDefaultLabels({ worker: target.id });
   collectDefaultMetrics({ register: registry });
@@ -95,7 +99,54 @@ export function workerMetrics(target: AdminTarget): Registry {
       this.set(target.ready ? 1 : 0);
     },
   });
+  fleetGaugeMetrics(registry, fleet);
   return registry;
+}
+
+/**
+ * Fleet-wide gauges, exported only by the worker that measures them (see FleetGaugeReporter):
+ * labelled, so that an empty gauge exports no sample rather than a misleading 0.
+ */
+function fleetGaugeMetrics(registry: Registry, fleet: () => FleetGauges | undefined): void {
+  const one: [string, string, (g: FleetGauges) => number][] = [
+    [
+      'order_fleet_fleet_lag',
+      'entries not yet checkpointed, summed over all partitions (the autoscaling signal)',
+      (g) => g.lag,
+    ],
+    ['order_fleet_partitions_unowned', 'partitions no worker holds a lease on', (g) => g.unowned],
+    [
+      'order_fleet_notifier_lag',
+      'summaries not yet accepted by a notifier sink (pending + unacknowledged)',
+      (g) => g.notifierLag,
+    ],
+  ];
+  for (const [name, help, read] of one) {
+    new Gauge({
+      name,
+      help,
+      labelNames: ['scope'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        const g = fleet();
+        if (g !== undefined) this.set({ scope: 'fleet' }, read(g));
+      },
+    });
+  }
+  new Gauge({
+    name: 'order_fleet_dead_letters',
+    help: 'messages held in the dead-letter stream, by source (orders, notifications)',
+    labelNames: ['scope', 'source'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      const g = fleet();
+      if (g === undefined) return;
+      this.set({ scope: 'fleet', source: 'orders' }, g.deadLetters.orders);
+      this.set({ scope: 'fleet', source: 'notifications' }, g.deadLetters.notifications);
+    },
+  });
 }
 
 /**
@@ -108,8 +159,10 @@ export async function startAdminServer(options: {
   readonly target: AdminTarget;
   readonly nc: NatsConnection;
   readonly log: Logger;
+  /** Fleet-wide gauges when this worker is the elected reporter. */
+  readonly fleet?: () => FleetGauges | undefined;
 }): Promise<Server> {
-  const registry = workerMetrics(options.target);
+  const registry = workerMetrics(options.target, options.fleet);
   const server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     const reply = (status: number, body: string, type = 'text/plain; charset=utf-8'): void => {

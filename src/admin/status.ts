@@ -138,7 +138,8 @@ export async function fleetStatus(
   };
 }
 
-async function consumerCounts(
+/** Pending and unacknowledged counts of partition `partition`'s durable consumer. */
+export async function consumerCounts(
   jsm: JetStreamManager,
   names: ResourceNames,
   partition: number,

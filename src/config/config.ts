@@ -104,6 +104,7 @@ export const EnvSchema = z.object({
   // Admin HTTP server (/healthz, /readyz, /metrics); unset = off.
   ADMIN_PORT: int(0, 65535).optional(),
   ADMIN_HOST: z.string().min(1).default('0.0.0.0'),
+  FLEET_GAUGES_INTERVAL_MS: int(250, 3_600_000).default(10_000),
   // Summary windows: close after this much quiet, or this long after opening.
   SUMMARY_QUIET_MS: int(50).default(30_000),
   SUMMARY_MAX_MS: int(50).default(5 * 60_000),
@@ -177,7 +178,12 @@ export interface Config {
     readonly summary: { readonly quietMs: number; readonly maxMs: number };
     readonly timerTickMs: number;
     /** Admin HTTP server; undefined port = disabled. */
-    readonly admin: { readonly port: number | undefined; readonly host: string };
+    readonly admin: {
+      readonly port: number | undefined;
+      readonly host: string;
+      /** How often the elected reporter reads the fleet-wide gauges (lag, unowned, dead letters). */
+      readonly fleetGaugesIntervalMs: number;
+    };
   };
   readonly notifier: {
     readonly sink: 'stdout' | 'file' | 'webhook';
@@ -277,7 +283,11 @@ export function loadConfig(env: EnvInput, overrides: EnvInput = {}): Config {
       heartbeatMs: e.HEARTBEAT_MS,
       summary: { quietMs: e.SUMMARY_QUIET_MS, maxMs: e.SUMMARY_MAX_MS },
       timerTickMs: e.TIMER_TICK_MS,
-      admin: { port: e.ADMIN_PORT, host: e.ADMIN_HOST },
+      admin: {
+        port: e.ADMIN_PORT,
+        host: e.ADMIN_HOST,
+        fleetGaugesIntervalMs: e.FLEET_GAUGES_INTERVAL_MS,
+      },
     },
     notifier: {
       sink: e.NOTIFIER_SINK,

@@ -16,7 +16,7 @@ import { partitionOf } from '../../src/contract/partition.js';
 import { DEFAULT_PARTITIONS, DEPLOYMENT_KEY } from '../../src/nats/deployment.js';
 import type { SetupAction, SetupReport } from '../../src/nats/provision.js';
 import { CLI, REPO_ROOT, runCli, type CliResult, type TestDeployment } from '../support/fleet.js';
-import { startNatsServer } from '../support/nats-server.js';
+import { startOwnNats } from '../support/nats.js';
 
 type Teardown = (() => Promise<void>)[];
 /** What one test started; torn down after it, even when it fails. */
@@ -47,8 +47,9 @@ interface Target {
  * set in the developer's shell are blanked (empty means unset) so they cannot leak into runs.
  */
 async function startTarget(cleanup: Teardown = teardown): Promise<Target> {
-  const server = await startNatsServer();
-  cleanup.push(() => server.cleanup());
+  // Binary by default; a container in CI's container stage (the testcontainers path).
+  const server = await startOwnNats();
+  cleanup.push(() => server.release());
   const nc = await connect({ servers: server.url });
   cleanup.push(() => nc.close());
   const dep: TestDeployment = {

@@ -66,6 +66,29 @@ export async function acquireNats(): Promise<AcquiredNats> {
   return startContainer();
 }
 
+/**
+ * A fresh server of the test's own (never NATS_URL's shared one): the local binary, or a
+ * container when `NATS_TEST_BACKEND=container` (CI's container stage runs an integration file
+ * this way, with the image in `NATS_CONTAINER_IMAGE`) or when no binary exists.
+ */
+export async function startOwnNats(): Promise<AcquiredNats> {
+  if (process.env['NATS_TEST_BACKEND'] === 'container') return startContainer();
+  try {
+    const server = await startNatsServer();
+    return { url: server.url, kind: 'binary', server, release: () => server.cleanup() };
+  } catch (err) {
+    if (!(err instanceof NatsServerBinaryMissingError)) throw err;
+    const dockerProblem = await findDockerProblem();
+    if (dockerProblem !== undefined) {
+      throw new NatsUnavailableError(
+        `No NATS for this test: ${err.message}, and no Docker engine is reachable (${dockerProblem}).`,
+        { cause: err },
+      );
+    }
+    return startContainer();
+  }
+}
+
 /** `${prefix}_<random>` restricted to [A-Za-z0-9_-] (valid stream, consumer, KV bucket name). */
 export function uniqueName(prefix: string): string {
   const safePrefix = prefix.replace(/[^A-Za-z0-9_-]/g, '_');
