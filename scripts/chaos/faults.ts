@@ -237,8 +237,9 @@ export class FaultRunner {
     const old = this.o.fleet.members.sort((a, b) => a.n - b.n);
     record.target = old.map((w) => w.id).join(',');
     tl.add('fault', `rolling restart of ${record.target}`, f.n);
+    // A rolling restart that has begun runs to the end, even past the fault phase: stopping
+    // halfway would leave the fleet half replaced, which is a different fault.
     for (const w of old) {
-      if (this.#stopping) break;
       // Wait for a fault on this worker to end (a stop, a cut) before replacing it.
       const deadline = Date.now() + this.o.recoveryTimeoutMs;
       while (w.busy !== undefined && w.running && Date.now() < deadline) await sleep(POLL_MS);
