@@ -6,6 +6,9 @@
 // CHAOS_SEED, CHAOS_DURATION_S and CHAOS_FAULTS override the defaults, e.g.
 //   CHAOS_FAULTS=all CHAOS_SEED=13 npx vitest run test/integration/chaos.test.ts
 
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { formatEvent } from '../../scripts/chaos/timeline.js';
 import { runChaos } from '../../scripts/chaos/run.js';
@@ -18,6 +21,7 @@ const DEFAULT_FAULTS = 'worker-kill,worker-term,scale-up,scale-down,rolling-rest
 describe('chaos harness', () => {
   it('a short seeded run under faults keeps every invariant', { timeout: 900_000 }, async () => {
     const lines: string[] = [];
+    const outDir = await mkdtemp(path.join(os.tmpdir(), 'order-fleet-chaos-test-'));
     const report = await runChaos({
       seed: Number(process.env['CHAOS_SEED'] ?? 2),
       durationMs: Number(process.env['CHAOS_DURATION_S'] ?? 40) * 1000,
@@ -35,7 +39,7 @@ describe('chaos harness', () => {
       settleTimeoutMs: 300_000,
       recoveryTimeoutMs: 120_000,
       shutdownGraceMs: 10_000,
-      outDir: undefined,
+      outDir,
       reportPath: undefined,
       workerCmd: undefined,
       notifierCmd: undefined,
@@ -55,5 +59,7 @@ describe('chaos harness', () => {
     expect(report.counts['doubled']).toBe(0);
     expect(report.counts['deliveredKeys']).toBe(report.counts['windows']);
     expect(report.settle?.settled).toBe(true);
+    // Logs and the report stay behind only when something failed.
+    await rm(outDir, { recursive: true, force: true });
   });
 });
