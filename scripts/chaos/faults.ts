@@ -38,6 +38,13 @@ export interface FaultRunnerOptions {
 /** On top of the worker's own grace: process exit, drain, a loaded machine. */
 const SHUTDOWN_MARGIN_MS = 15_000;
 const POLL_MS = 250;
+/**
+ * A lane that fell behind (a rolling restart, a wait for a free worker or a healthy cluster)
+ * catches up with at least this gap between faults instead of firing its backlog all at once.
+ */
+const MIN_GAP_MS = 1_000;
+/** A rolling restart waits this long at most for each new worker to be ready (Kubernetes waits too). */
+const ROLLING_READY_MS = 60_000;
 
 export class FaultRunner {
   readonly records: FaultRecord[] = [];
@@ -75,9 +82,11 @@ export class FaultRunner {
     phaseStart: number,
     phaseEnd: number,
   ): Promise<void> {
+    let previous = 0;
     for (const f of faults) {
-      const at = phaseStart + f.atMs;
+      const at = Math.max(phaseStart + f.atMs, previous + MIN_GAP_MS);
       if (at > Date.now()) await sleep(at - Date.now());
+      previous = Date.now();
       const record = this.records.find((r) => r.n === f.n);
       if (record === undefined) continue;
       if (this.#stopping || Date.now() >= phaseEnd) {
@@ -246,7 +255,10 @@ export class FaultRunner {
       if (!w.running || w.leaving || w.busy !== undefined) continue;
       w.busy = f.kind;
       const next = await this.o.fleet.spawn();
-      const ready = await this.#waitReady(next);
+      const ready = await this.#waitReady(
+        next,
+        Math.min(ROLLING_READY_MS, this.o.recoveryTimeoutMs),
+      );
       tl.add(
         'recover',
         `started ${next.id}${ready ? ' (ready)' : ' (not ready in time, going on)'}; SIGTERM ${w.id}`,
@@ -257,8 +269,8 @@ export class FaultRunner {
     record.endedAtMs = tl.now();
   }
 
-  async #waitReady(w: ChaosWorker): Promise<boolean> {
-    const deadline = Date.now() + this.o.recoveryTimeoutMs;
+  async #waitReady(w: ChaosWorker, timeoutMs: number): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs;
     while (Date.now() < deadline && w.running) {
       if (await w.ready()) return true;
       await sleep(500);
