@@ -65,6 +65,22 @@ class ResilientWatch {
   }
 }
 
+/** One watermark write as the watch saw it. */
+export interface WatermarkWrite {
+  readonly revision: number;
+  readonly seq: number;
+  readonly epoch: number;
+  readonly owner: string;
+  readonly clean: boolean | undefined;
+  /** The writer's own timestamp (`at`), for lining up with worker logs. */
+  readonly at: string | undefined;
+  /** When the watch saw it, ms since the start of the run. */
+  readonly seenAtMs: number;
+}
+
+/** Watermark writes kept per partition for violation reports. */
+const HISTORY = 12;
+
 export interface WatchReport {
   readonly stateEntries: number;
   readonly watermarkEntries: number;
@@ -81,6 +97,8 @@ export class KvWatchers {
   /** partition → epoch → first writer of that epoch. */
   readonly #epochOwners = new Map<number, Map<number, string>>();
   readonly #watermarks = new Map<number, { seq: number; epoch: number; revision: number }>();
+  /** The last writes of each partition's watermark, as evidence for a violation. */
+  readonly #history = new Map<number, WatermarkWrite[]>();
   readonly #watches: ResilientWatch[];
   readonly #t0: number;
   readonly #stateKv: KV;
@@ -167,7 +185,7 @@ export class KvWatchers {
   #onWatermark(e: KvWatchEntry): void {
     if (e.operation !== 'PUT' || !e.key.startsWith('wm.')) return;
     const partition = Number(e.key.slice('wm.'.length));
-    let wm: { seq?: unknown; epoch?: unknown; owner?: unknown };
+    let wm: { seq?: unknown; epoch?: unknown; owner?: unknown; clean?: unknown; at?: unknown };
     try {
       wm = e.json<typeof wm>() ?? {};
     } catch (err) {
@@ -179,6 +197,18 @@ export class KvWatchers {
     }
     const { seq, epoch, owner } = wm;
     if (typeof seq !== 'number' || typeof epoch !== 'number' || typeof owner !== 'string') return;
+    const history = this.#history.get(partition) ?? [];
+    history.push({
+      revision: e.revision,
+      seq,
+      epoch,
+      owner,
+      clean: typeof wm.clean === 'boolean' ? wm.clean : undefined,
+      at: typeof wm.at === 'string' ? wm.at : undefined,
+      seenAtMs: Date.now() - this.#t0,
+    });
+    if (history.length > HISTORY) history.shift();
+    this.#history.set(partition, history);
     let owners = this.#epochOwners.get(partition);
     if (owners === undefined)
       this.#epochOwners.set(partition, (owners = new Map<number, string>()));
@@ -188,7 +218,14 @@ export class KvWatchers {
       this.#violation({
         name: VIOLATION_NAMES.epochShared,
         detail: `partition ${partition}: epoch ${epoch} written by ${first} and by ${owner} (revision ${e.revision})`,
-        data: { partition, epoch, first, second: owner, revision: e.revision },
+        data: {
+          partition,
+          epoch,
+          first,
+          second: owner,
+          revision: e.revision,
+          history: [...history],
+        },
       });
     }
     const prev = this.#watermarks.get(partition);
@@ -196,7 +233,12 @@ export class KvWatchers {
       this.#violation({
         name: VIOLATION_NAMES.watermarkBackwards,
         detail: `partition ${partition}: watermark went from seq ${prev.seq} epoch ${prev.epoch} (revision ${prev.revision}) to seq ${seq} epoch ${epoch} (revision ${e.revision}, by ${owner})`,
-        data: { partition, from: prev, to: { seq, epoch, owner, revision: e.revision } },
+        data: {
+          partition,
+          from: prev,
+          to: { seq, epoch, owner, revision: e.revision },
+          history: [...history],
+        },
       });
     }
     this.#watermarks.set(partition, { seq, epoch, revision: e.revision });

@@ -220,6 +220,10 @@ function summarize(r: ChaosReport): string {
     lines.push(
       `VERDICT: FAIL (seed ${r.seed}): ${[...byName].map(([n, c]) => `${n} ×${c}`).join(', ')}`,
     );
+    if (r.settle !== undefined && !r.settle.settled)
+      lines.push(
+        '  (the fleet never settled: state and delivery checks ran anyway, so their mismatches may be work not yet done)',
+      );
     for (const v of r.violations.slice(0, 30))
       lines.push(
         `  ${v.name}${v.atMs === undefined ? '' : ` @+${(v.atMs / 1000).toFixed(1)}s`}: ${v.detail}`,
