@@ -23,6 +23,8 @@ export type ChaosOrderEvent = OrderEventInput & { readonly id: string };
 interface Expected {
   items: number[];
   events: number;
+  /** The customer's events in stream order, to pinpoint which ones a stored state lacks. */
+  log: { seq: number; type: string; items: readonly number[] }[];
 }
 
 interface Summary {
@@ -111,8 +113,8 @@ export function createModel(options: ModelOptions): ChaosModel<ChaosOrderEvent> 
 async function checkOrders(ctx: CheckContext<ChaosOrderEvent>): Promise<ModelCheck> {
   const violations: Violation[] = [];
   const expected = foldExpected(ctx.published);
-  const contents = checkContents(expected, ctx, violations);
   const log = await ctx.readStream(ctx.names.ordersStream);
+  const contents = checkContents(expected, ctx, violations, log);
   const implied = summariesFromLog(log, `${ctx.names.ordersPrefix}.`);
   const deliveries = checkDeliveries(expected, implied, ctx, violations);
   return {
@@ -132,10 +134,11 @@ function foldExpected(
     const p = bySeq.get(seq);
     if (p === undefined) continue;
     let e = out.get(p.customerId);
-    if (e === undefined) out.set(p.customerId, (e = { items: [], events: 0 }));
+    if (e === undefined) out.set(p.customerId, (e = { items: [], events: 0, log: [] }));
     e.events++;
     const items = 'items' in p.event ? p.event.items : [];
     e.items = applyChange(e.items, p.event.type, items);
+    e.log.push({ seq, type: p.event.type, items });
   }
   return out;
 }
@@ -144,7 +147,15 @@ function checkContents(
   expected: ReadonlyMap<string, Expected>,
   ctx: CheckContext<ChaosOrderEvent>,
   violations: Violation[],
+  log: readonly StoredMessage[],
 ): Record<string, number> {
+  const bySeq = new Map(log.map((m) => [m.seq, m]));
+  const where = (seq: number): string => {
+    const m = bySeq.get(seq);
+    return m === undefined
+      ? String(seq)
+      : `${seq} (${m.subject} at ${new Date(m.timeMs).toISOString()})`;
+  };
   let lost = 0;
   let doubled = 0;
   let mismatched = 0;
@@ -169,10 +180,17 @@ function checkContents(
     if (events !== exp.events || !same(items, exp.items)) {
       if (events < exp.events) lost += exp.events - events;
       if (events > exp.events) doubled += events - exp.events;
+      const missing = events < exp.events ? whichMissing(exp, items, exp.events - events) : [];
       report({
         name: VIOLATION_NAMES.contentsMismatch,
-        detail: `${customerId}: expected ${exp.events} events [${exp.items.join(',')}], stored ${events} events [${items.join(',')}] (lastSeq ${stored.lastSeq})`,
-        data: { customerId, expected: exp, stored: { items, events, lastSeq: stored.lastSeq } },
+        detail: `${customerId}: expected ${exp.events} events [${exp.items.join(',')}], stored ${events} events [${items.join(',')}] (lastSeq ${stored.lastSeq})${missing.length > 0 ? `; the stored state is the fold without seq ${missing.map((m) => m.map(where).join(' + ')).join(' or ')}` : ''}`,
+        data: {
+          customerId,
+          expected: { items: exp.items, events: exp.events },
+          stored: { items, events, lastSeq: stored.lastSeq },
+          missingSeqCandidates: missing,
+          eventSeqs: exp.log.map((l) => l.seq),
+        },
       });
     }
   }
@@ -190,6 +208,30 @@ function checkContents(
       detail: `${mismatched - MAX_LISTED} more customers differ from the model (not listed)`,
     });
   return { customers: expected.size, customersMismatched: mismatched, lost, doubled };
+}
+
+/**
+ * Which one or two events, left out, make the fold equal the stored contents: pinpoints lost
+ * events so they can be lined up with the owners' logs. At most a few candidate sets.
+ */
+function whichMissing(exp: Expected, stored: readonly number[], count: number): number[][] {
+  const fold = (skip: ReadonlySet<number>): number[] => {
+    let items: number[] = [];
+    for (const l of exp.log) if (!skip.has(l.seq)) items = applyChange(items, l.type, l.items);
+    return items;
+  };
+  const out: number[][] = [];
+  const seqs = exp.log.map((l) => l.seq);
+  if (count === 1) {
+    for (const a of seqs) if (same(fold(new Set([a])), stored)) out.push([a]);
+  } else if (count === 2 && seqs.length <= 200) {
+    for (let i = 0; i < seqs.length && out.length < 5; i++)
+      for (let j = i + 1; j < seqs.length && out.length < 5; j++) {
+        const pair = [seqs[i] ?? 0, seqs[j] ?? 0];
+        if (same(fold(new Set(pair)), stored)) out.push(pair);
+      }
+  }
+  return out.slice(0, 5);
 }
 
 /** Which summaries the log implies: an independent re-fold of changes and timer entries. */
