@@ -23,6 +23,12 @@ export interface StartNatsClusterOptions {
   binary?: string;
   /** Budget for the whole cluster to form and elect a meta leader; default 60s. */
   startTimeoutMs?: number;
+  /**
+   * Do not tell clients about the other nodes (`cluster { no_advertise: true }`). Needed when
+   * clients reach the cluster through relays (the chaos harness): otherwise a client learns the
+   * nodes' real addresses from INFO and may reconnect around the relay.
+   */
+  noAdvertise?: boolean;
 }
 
 export interface NatsCluster {
@@ -85,6 +91,7 @@ async function startClusterOnce(size: number, opts: StartNatsClusterOptions): Pr
             .filter((_, j) => j !== i)
             .map((p) => `    ${JSON.stringify(`nats-route://127.0.0.1:${p}`)}`),
           '  ]',
+          ...(opts.noAdvertise === true ? ['  no_advertise: true'] : []),
           '}',
           opts.configText ?? '',
         ].join('\n'),

@@ -1,0 +1,469 @@
+// The default chaos model: order-fleet's own order aggregator. Written apart from src/orders, so
+// that a bug in the aggregator cannot hide in both. It checks
+// - every customer's contents and event count against a fold of what was stored (0 lost, 0 twice);
+// - the summaries the webhook received: per customer they chain (each starts where the previous
+//   ended, none overlap), each repeat of a key is identical, each window has one key, the last
+//   one equals the final contents, and they are exactly the summaries the log implies.
+
+import { pino } from 'pino';
+import { OrderPublisher, type OrderEventInput } from '../../src/publisher/order-publisher.js';
+import type {
+  ChaosModel,
+  CheckContext,
+  ModelCheck,
+  ModelOptions,
+  ModelPublisher,
+  PublishedEvent,
+} from './model.js';
+import type { StoredMessage } from './streams.js';
+import { VIOLATION_NAMES, type Violation } from './violations.js';
+
+export type ChaosOrderEvent = OrderEventInput & { readonly id: string };
+
+interface Expected {
+  items: number[];
+  events: number;
+  /** The customer's events in stream order, to pinpoint which ones a stored state lacks. */
+  log: { seq: number; type: string; items: readonly number[] }[];
+}
+
+interface Summary {
+  readonly summaryId: string;
+  readonly customerId: string;
+  readonly added: readonly number[];
+  readonly removed: readonly number[];
+  readonly contents: readonly number[];
+  readonly firstSeq: number;
+  readonly lastSeq: number;
+  readonly reason: string;
+}
+
+/** Details listed per violation kind; the rest are counted. */
+const MAX_LISTED = 20;
+
+const sorted = (xs: readonly number[]): number[] => [...xs].sort((a, b) => a - b);
+const same = (a: readonly number[], b: readonly number[]): boolean =>
+  a.length === b.length && a.every((x, i) => x === b[i]);
+
+/** Multiset a − b. */
+function minus(a: readonly number[], b: readonly number[]): number[] {
+  const left = [...b];
+  const out: number[] = [];
+  for (const x of a) {
+    const at = left.indexOf(x);
+    if (at >= 0) left.splice(at, 1);
+    else out.push(x);
+  }
+  return out;
+}
+
+function applyChange(items: number[], type: string, changed: readonly number[]): number[] {
+  if (type === 'items.added') return [...items, ...changed];
+  if (type === 'order.cleared') return [];
+  if (type === 'items.removed') return minus(items, changed);
+  return items;
+}
+
+export function createModel(options: ModelOptions): ChaosModel<ChaosOrderEvent> {
+  const customers = Math.max(1, options.customers);
+  return {
+    name: 'orders',
+    // Short windows, so that many open and close (and are delivered) while faults happen.
+    workerEnv: { SUMMARY_QUIET_MS: '1500', SUMMARY_MAX_MS: '6000' },
+    nextEvent(random, n) {
+      const customerId = `c-${Math.floor(random() * customers)}`;
+      const roll = random();
+      const items = Array.from({ length: 1 + Math.floor(random() * 3) }, () =>
+        Math.floor(random() * 20),
+      );
+      const id = `chaos-${options.seed}-${n}`;
+      const event: ChaosOrderEvent =
+        roll < 0.7
+          ? { id, type: 'items.added', items }
+          : roll < 0.94
+            ? { id, type: 'items.removed', items }
+            : roll < 0.97
+              ? { id, type: 'order.cleared' }
+              : { id, type: 'order.created' };
+      return { customerId, event };
+    },
+    eventId: (event) => event.id,
+    async openPublisher({ nc, names, partitions }): Promise<ModelPublisher<ChaosOrderEvent>> {
+      const publisher = new OrderPublisher(nc, {
+        names,
+        partitions,
+        limits: { maxPayloadBytes: 16 * 1024, maxItemsPerEvent: 1000 },
+        maxInFlight: 256,
+        // A node restart or election can take a while; the SDK retries with the same id.
+        maxAttempts: 1000,
+        timeoutMs: 5000,
+        log: pino({ level: 'silent' }),
+      });
+      return Promise.resolve({
+        publish: async (customerId, event) => ({
+          seq: (await publisher.publish(customerId, event)).seq,
+        }),
+        close: () => publisher.close(),
+      });
+    },
+    check: (ctx) => checkOrders(ctx),
+  };
+}
+
+async function checkOrders(ctx: CheckContext<ChaosOrderEvent>): Promise<ModelCheck> {
+  const violations: Violation[] = [];
+  const expected = foldExpected(ctx.published);
+  const log = await ctx.readStream(ctx.names.ordersStream);
+  const contents = checkContents(expected, ctx, violations, log);
+  const implied = summariesFromLog(log, `${ctx.names.ordersPrefix}.`);
+  const deliveries = checkDeliveries(expected, implied, ctx, violations);
+  return {
+    violations,
+    counts: { ...contents, ...deliveries, logEntries: log.length },
+  };
+}
+
+/** Expected state per customer: events folded in stream order, each stored sequence once. */
+function foldExpected(
+  published: readonly PublishedEvent<ChaosOrderEvent>[],
+): Map<string, Expected> {
+  const bySeq = new Map<number, PublishedEvent<ChaosOrderEvent>>();
+  for (const p of published) if (p.seq !== undefined) bySeq.set(p.seq, p);
+  const out = new Map<string, Expected>();
+  for (const seq of [...bySeq.keys()].sort((a, b) => a - b)) {
+    const p = bySeq.get(seq);
+    if (p === undefined) continue;
+    let e = out.get(p.customerId);
+    if (e === undefined) out.set(p.customerId, (e = { items: [], events: 0, log: [] }));
+    e.events++;
+    const items = 'items' in p.event ? p.event.items : [];
+    e.items = applyChange(e.items, p.event.type, items);
+    e.log.push({ seq, type: p.event.type, items });
+  }
+  return out;
+}
+
+function checkContents(
+  expected: ReadonlyMap<string, Expected>,
+  ctx: CheckContext<ChaosOrderEvent>,
+  violations: Violation[],
+  log: readonly StoredMessage[],
+): Record<string, number> {
+  const bySeq = new Map(log.map((m) => [m.seq, m]));
+  const where = (seq: number): string => {
+    const m = bySeq.get(seq);
+    return m === undefined
+      ? String(seq)
+      : `${seq} (${m.subject} at ${new Date(m.timeMs).toISOString()})`;
+  };
+  let lost = 0;
+  let doubled = 0;
+  let mismatched = 0;
+  const report = (v: Violation): void => {
+    mismatched++;
+    if (mismatched <= MAX_LISTED) violations.push(v);
+  };
+  for (const [customerId, exp] of expected) {
+    const stored = ctx.stored.get(customerId);
+    const state = stored?.state as { items?: unknown; events?: unknown } | undefined;
+    const items = Array.isArray(state?.items) ? (state.items as number[]) : undefined;
+    const events = typeof state?.events === 'number' ? state.events : undefined;
+    if (stored === undefined || items === undefined || events === undefined) {
+      lost += exp.events;
+      report({
+        name: VIOLATION_NAMES.customerMissing,
+        detail: `${customerId}: no stored state (expected ${exp.events} events, [${exp.items.join(',')}])`,
+        data: { customerId },
+      });
+      continue;
+    }
+    if (events !== exp.events || !same(items, exp.items)) {
+      if (events < exp.events) lost += exp.events - events;
+      if (events > exp.events) doubled += events - exp.events;
+      const missing = events < exp.events ? whichMissing(exp, items, exp.events - events) : [];
+      report({
+        name: VIOLATION_NAMES.contentsMismatch,
+        detail: `${customerId}: expected ${exp.events} events [${exp.items.join(',')}], stored ${events} events [${items.join(',')}] (lastSeq ${stored.lastSeq})${missing.length > 0 ? `; the stored state is the fold without seq ${missing.map((m) => m.map(where).join(' + ')).join(' or ')}` : ''}`,
+        data: {
+          customerId,
+          expected: { items: exp.items, events: exp.events },
+          stored: { items, events, lastSeq: stored.lastSeq },
+          missingSeqCandidates: missing,
+          eventSeqs: exp.log.map((l) => l.seq),
+        },
+      });
+    }
+  }
+  for (const customerId of ctx.stored.keys()) {
+    if (expected.has(customerId)) continue;
+    report({
+      name: VIOLATION_NAMES.customerMissing,
+      detail: `${customerId}: stored, but nothing was published for it`,
+      data: { customerId },
+    });
+  }
+  if (mismatched > MAX_LISTED)
+    violations.push({
+      name: VIOLATION_NAMES.contentsMismatch,
+      detail: `${mismatched - MAX_LISTED} more customers differ from the model (not listed)`,
+    });
+  return { customers: expected.size, customersMismatched: mismatched, lost, doubled };
+}
+
+/**
+ * Which one or two events, left out, make the fold equal the stored contents: pinpoints lost
+ * events so they can be lined up with the owners' logs. At most a few candidate sets.
+ */
+function whichMissing(exp: Expected, stored: readonly number[], count: number): number[][] {
+  const fold = (skip: ReadonlySet<number>): number[] => {
+    let items: number[] = [];
+    for (const l of exp.log) if (!skip.has(l.seq)) items = applyChange(items, l.type, l.items);
+    return items;
+  };
+  const out: number[][] = [];
+  const seqs = exp.log.map((l) => l.seq);
+  if (count === 1) {
+    for (const a of seqs) if (same(fold(new Set([a])), stored)) out.push([a]);
+  } else if (count === 2 && seqs.length <= 200) {
+    for (let i = 0; i < seqs.length && out.length < 5; i++)
+      for (let j = i + 1; j < seqs.length && out.length < 5; j++) {
+        const pair = [seqs[i] ?? 0, seqs[j] ?? 0];
+        if (same(fold(new Set(pair)), stored)) out.push(pair);
+      }
+  }
+  return out.slice(0, 5);
+}
+
+/** Which summaries the log implies: an independent re-fold of changes and timer entries. */
+function summariesFromLog(log: readonly StoredMessage[], prefix: string): Map<string, Summary> {
+  interface Open {
+    openedSeq: number;
+    lastChangeSeq: number;
+    base: number[];
+  }
+  const items = new Map<string, number[]>();
+  const open = new Map<string, Open>();
+  const out = new Map<string, Summary>();
+  for (const m of log) {
+    const [, customerId = '', kind] = m.subject.slice(prefix.length).split('.');
+    let json: {
+      type?: string;
+      items?: number[];
+      window?: number;
+      lastChangeSeq?: number;
+      reason?: string;
+    };
+    try {
+      json = JSON.parse(m.data) as typeof json;
+    } catch {
+      // Not JSON: the fleet dead-letters it; it changes nobody's contents.
+      continue;
+    }
+    const current = items.get(customerId) ?? [];
+    if (kind === 'timer') {
+      const w = open.get(customerId);
+      if (w === undefined || w.openedSeq !== json.window) continue;
+      if (json.reason === 'quiet' && w.lastChangeSeq !== json.lastChangeSeq) continue;
+      open.delete(customerId);
+      const added = minus(current, w.base);
+      const removed = minus(w.base, current);
+      if (added.length + removed.length === 0) continue;
+      const summaryId = `sum-${w.openedSeq}`;
+      out.set(summaryId, {
+        summaryId,
+        customerId,
+        added: sorted(added),
+        removed: sorted(removed),
+        contents: current,
+        firstSeq: w.openedSeq,
+        lastSeq: w.lastChangeSeq,
+        reason: json.reason ?? '',
+      });
+      continue;
+    }
+    if (json.type === 'order.created' || json.type === undefined) continue;
+    const w = open.get(customerId);
+    if (w === undefined)
+      open.set(customerId, { openedSeq: m.seq, lastChangeSeq: m.seq, base: current });
+    else w.lastChangeSeq = m.seq;
+    items.set(customerId, applyChange(current, json.type, json.items ?? []));
+  }
+  return out;
+}
+
+/** JSON with sorted keys: two bodies that say the same thing compare equal. */
+function canonical(value: unknown): string {
+  return JSON.stringify(value, (_k, v: unknown) =>
+    v !== null && typeof v === 'object' && !Array.isArray(v)
+      ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => (a < b ? -1 : 1)))
+      : v,
+  );
+}
+
+function asSummary(body: unknown): Summary | undefined {
+  if (typeof body !== 'object' || body === null) return undefined;
+  const b = body as Record<string, unknown>;
+  const nums = (x: unknown): x is number[] =>
+    Array.isArray(x) && x.every((n) => typeof n === 'number');
+  if (
+    typeof b['summaryId'] !== 'string' ||
+    typeof b['customerId'] !== 'string' ||
+    !nums(b['added']) ||
+    !nums(b['removed']) ||
+    !nums(b['contents']) ||
+    typeof b['firstSeq'] !== 'number' ||
+    typeof b['lastSeq'] !== 'number'
+  )
+    return undefined;
+  return {
+    summaryId: b['summaryId'],
+    customerId: b['customerId'],
+    added: b['added'],
+    removed: b['removed'],
+    contents: b['contents'],
+    firstSeq: b['firstSeq'],
+    lastSeq: b['lastSeq'],
+    reason: typeof b['reason'] === 'string' ? b['reason'] : '',
+  };
+}
+
+function checkDeliveries(
+  expected: ReadonlyMap<string, Expected>,
+  implied: ReadonlyMap<string, Summary>,
+  ctx: CheckContext<ChaosOrderEvent>,
+  violations: Violation[],
+): Record<string, number> {
+  const listed = new Map<string, number>();
+  const add = (v: Violation): void => {
+    const n = (listed.get(v.name) ?? 0) + 1;
+    listed.set(v.name, n);
+    if (n <= MAX_LISTED) violations.push(v);
+  };
+  const byKey = new Map<
+    string,
+    { raw: string; body: unknown; summary: Summary | undefined; requests: number }
+  >();
+  let refused = 0;
+  for (const d of ctx.deliveries) {
+    if (!d.accepted) refused++;
+    const key = d.key ?? '';
+    const summary = asSummary(d.body);
+    const seen = byKey.get(key);
+    if (seen === undefined) {
+      byKey.set(key, { raw: d.raw, body: d.body, summary, requests: 1 });
+      if (summary === undefined)
+        add({
+          name: VIOLATION_NAMES.windowKeys,
+          detail: `delivery #${d.n} under key ${JSON.stringify(key)} is not a summary: ${d.raw.slice(0, 200)}`,
+        });
+      else if (summary.summaryId !== key)
+        add({
+          name: VIOLATION_NAMES.windowKeys,
+          detail: `delivery #${d.n}: Idempotency-Key ${JSON.stringify(key)} but summaryId ${summary.summaryId}`,
+        });
+      continue;
+    }
+    seen.requests++;
+    if (seen.raw !== d.raw && canonical(d.body) !== canonical(seen.body))
+      add({
+        name: VIOLATION_NAMES.repeatDiffers,
+        detail: `key ${key}: delivery #${d.n} differs from the first one: ${d.raw.slice(0, 300)} vs ${seen.raw.slice(0, 300)}`,
+        data: { key },
+      });
+  }
+  const accepted = new Set<string>();
+  for (const d of ctx.deliveries) if (d.accepted && d.key !== undefined) accepted.add(d.key);
+
+  // One key per window (customer + first sequence).
+  const windows = new Map<string, Set<string>>();
+  const perCustomer = new Map<string, Summary[]>();
+  for (const [key, { summary }] of byKey) {
+    if (summary === undefined) continue;
+    const w = `${summary.customerId}@${summary.firstSeq}`;
+    const keys = windows.get(w) ?? new Set<string>();
+    keys.add(key);
+    windows.set(w, keys);
+    if (!accepted.has(key)) continue;
+    const list = perCustomer.get(summary.customerId) ?? [];
+    list.push(summary);
+    perCustomer.set(summary.customerId, list);
+  }
+  for (const [w, keys] of windows)
+    if (keys.size > 1)
+      add({
+        name: VIOLATION_NAMES.windowKeys,
+        detail: `window ${w} delivered under ${keys.size} keys: ${[...keys].join(', ')}`,
+      });
+
+  // Chains: each summary starts where the previous one ended; the last equals the final contents.
+  for (const [customerId, exp] of expected) {
+    const list = (perCustomer.get(customerId) ?? []).sort((a, b) => a.firstSeq - b.firstSeq);
+    let contents: readonly number[] = [];
+    let lastSeq = 0;
+    let lastId = '(start)';
+    for (const s of list) {
+      if (s.firstSeq <= lastSeq)
+        add({
+          name: VIOLATION_NAMES.summaryOverlap,
+          detail: `${customerId}: ${s.summaryId} (seq ${s.firstSeq}–${s.lastSeq}) overlaps ${lastId} (… ${lastSeq})`,
+        });
+      const base = minus([...s.contents, ...s.removed], s.added);
+      if (!same(sorted(base), sorted(contents)))
+        add({
+          name: VIOLATION_NAMES.summaryGap,
+          detail: `${customerId}: ${s.summaryId} starts from [${sorted(base).join(',')}] but ${lastId} ended at [${contents.join(',')}]`,
+        });
+      contents = s.contents;
+      lastSeq = s.lastSeq;
+      lastId = s.summaryId;
+    }
+    if (!same(contents, exp.items))
+      add({
+        name: VIOLATION_NAMES.lastSummaryNotFinal,
+        detail: `${customerId}: last summary ${lastId} has [${contents.join(',')}], final contents [${exp.items.join(',')}]`,
+      });
+  }
+
+  // Exactly the summaries the log implies, with the contents it implies.
+  for (const [id, s] of implied) {
+    const got = byKey.get(id);
+    if (got === undefined || !accepted.has(id)) {
+      add({
+        name: VIOLATION_NAMES.summaryMissing,
+        detail: `${s.customerId}: ${id} (seq ${s.firstSeq}–${s.lastSeq}) is implied by the log but was never accepted by the webhook`,
+      });
+      continue;
+    }
+    const d = got.summary;
+    if (
+      d === undefined ||
+      !same(sorted(d.added), s.added) ||
+      !same(sorted(d.removed), s.removed) ||
+      !same(d.contents, s.contents) ||
+      d.lastSeq !== s.lastSeq ||
+      d.customerId !== s.customerId
+    )
+      add({
+        name: VIOLATION_NAMES.summaryUnexpected,
+        detail: `${id}: delivered ${got.raw.slice(0, 300)}, the log implies ${JSON.stringify(s)}`,
+      });
+  }
+  for (const key of accepted)
+    if (!implied.has(key))
+      add({
+        name: VIOLATION_NAMES.summaryUnexpected,
+        detail: `${key} was delivered but the log implies no such summary`,
+      });
+  for (const [name, n] of listed)
+    if (n > MAX_LISTED)
+      violations.push({ name, detail: `${n - MAX_LISTED} more of these (not listed)` });
+
+  const requests = ctx.deliveries.length;
+  return {
+    windows: implied.size,
+    deliveries: requests,
+    deliveredKeys: accepted.size,
+    repeats: requests - byKey.size,
+    refusedByReceiver: refused,
+  };
+}
