@@ -44,8 +44,11 @@ const OrderStateV2 = OrderStateV1.extend({
   summaries: z.number().int().min(0),
 });
 
+/** Shared by every empty order (states are never mutated). */
+const EMPTY: readonly number[] = Object.freeze([]);
+
 const INITIAL: OrderState = Object.freeze({
-  items: Object.freeze([]),
+  items: EMPTY,
   created: false,
   absentRemovals: 0,
   events: 0,
@@ -85,34 +88,69 @@ export function applyOrderEvent(state: OrderState, event: OrderEvent): OrderStat
   }
 }
 
-/** Opens the window on the first change after a summary, or extends the open one. */
-function touchWindow(
-  state: OrderState,
-  before: OrderState,
-  entry: LogEntry<OrderEntry>,
-): OrderState {
-  const window: SummaryWindow =
-    state.window === null
-      ? {
-          openedSeq: entry.seq,
-          openedAtMs: entry.timeMs,
-          lastChangeSeq: entry.seq,
-          lastChangeAtMs: entry.timeMs,
-          itemsAtOpen: before.items,
-        }
-      : { ...state.window, lastChangeSeq: entry.seq, lastChangeAtMs: entry.timeMs };
-  return { ...state, window };
+/** The window after a change: opened by the first change after a summary, else extended. */
+function touchedWindow(state: OrderState, entry: LogEntry<OrderEntry>): SummaryWindow {
+  const open = state.window;
+  return {
+    openedSeq: open === null ? entry.seq : open.openedSeq,
+    openedAtMs: open === null ? entry.timeMs : open.openedAtMs,
+    lastChangeSeq: entry.seq,
+    lastChangeAtMs: entry.timeMs,
+    itemsAtOpen: open === null ? state.items : open.itemsAtOpen,
+  };
 }
 
+/**
+ * One new state per applied entry, built in one literal with a fixed shape (no intermediate
+ * copies, no spread): this runs for every event a worker applies, so its allocations are the
+ * worker's garbage. Equal, field by field, to `applyOrderEvent` plus the window bookkeeping.
+ */
 export function applyOrderEntry(state: OrderState, entry: LogEntry<OrderEntry>): OrderState {
   const payload = entry.payload;
-  if (payload.type === 'summary.timer') {
-    return timerCloses(state.window, payload)
-      ? { ...state, window: null, summaries: state.summaries + 1 }
-      : state;
+  let items = state.items;
+  let absentRemovals = state.absentRemovals;
+  switch (payload.type) {
+    case 'summary.timer':
+      return timerCloses(state.window, payload)
+        ? {
+            items,
+            created: state.created,
+            absentRemovals,
+            events: state.events,
+            window: null,
+            summaries: state.summaries + 1,
+          }
+        : state;
+    case 'order.created':
+      return {
+        items,
+        created: true,
+        absentRemovals,
+        events: state.events + 1,
+        window: state.window,
+        summaries: state.summaries,
+      };
+    case 'items.added':
+      items = items.concat(payload.items);
+      break;
+    case 'items.removed': {
+      const removed = removeItems(items, payload.items);
+      items = removed.items;
+      absentRemovals += removed.absent;
+      break;
+    }
+    case 'order.cleared':
+      items = EMPTY;
+      break;
   }
-  const next = applyOrderEvent(state, payload);
-  return payload.type === 'order.created' ? next : touchWindow(next, state, entry);
+  return {
+    items,
+    created: state.created,
+    absentRemovals,
+    events: state.events + 1,
+    window: touchedWindow(state, entry),
+    summaries: state.summaries,
+  };
 }
 
 /** The summary a closing timer entry produces, or none when the window's net change is empty. */

@@ -4,7 +4,7 @@ import { parseOrdersSubject, type ParsedSubject } from '../contract/subjects.js'
 import { LRUCache } from 'lru-cache';
 import { ErrorCode, ValidationError } from '../errors.js';
 import type { OrderEntry } from './order-aggregator.js';
-import { TimerEntrySchema, type TimerEntry } from './summary.js';
+import { fastTimerEntry, TimerEntrySchema, type TimerEntry } from './summary.js';
 
 /** The fourth subject token of a timer entry: `<prefix>.<p>.<customerId>.timer`. */
 export const TIMER_ENTRY_KIND = 'timer';
@@ -14,6 +14,11 @@ export function timerSubject(names: ResourceNames, partition: number, customerId
 }
 
 export function decodeTimerEntry(raw: unknown): TimerEntry {
+  return fastTimerEntry(raw) ?? decodeTimerEntryWithSchema(raw);
+}
+
+/** The schema alone: the authority for anything the fast path does not take, and every error. */
+export function decodeTimerEntryWithSchema(raw: unknown): TimerEntry {
   const parsed = TimerEntrySchema.safeParse(raw);
   if (!parsed.success) {
     throw new ValidationError(ErrorCode.InvalidEvent, 'invalid timer entry', 'timer-entry', {
