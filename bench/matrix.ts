@@ -18,7 +18,7 @@
 // idle worker with the same partitions, divided by the customers.
 //
 //   npm run bench:matrix -- [--customers 1k,10k,100k,1m] [--partitions 8,32,128] [--rounds 3]
-//                           [--min-events 100000] [--cells 32:1m,8:1k]
+//                           [--min-events 100000] [--cells 32:1m,8:1k] [--cpu-prof DIR]
 //
 // `--cells` picks exact (partitions:customers) pairs instead of the full product.
 
@@ -60,6 +60,8 @@ const { values: flags } = parseArgs({
     'min-events': { type: 'string', default: process.env['BENCH_MIN_EVENTS'] ?? '100000' },
     cells: { type: 'string', default: process.env['BENCH_CELLS'] ?? '' },
     name: { type: 'string', default: 'matrix' },
+    /** Write a CPU profile of every worker process into this directory (node --cpu-prof). */
+    'cpu-prof': { type: 'string', default: '' },
   },
   allowPositionals: false,
 });
@@ -94,14 +96,20 @@ const KV_IN_FLIGHT = 1024;
 const workers: WorkerProcess[] = [];
 const probeScript = path.join(os.tmpdir(), `order-fleet-heap-probe-${process.pid}.mjs`);
 
-/** Preloaded into the worker: on SIGUSR2, a full GC, then process.memoryUsage() to a file. */
+/**
+ * Preloaded into the worker: on SIGUSR2, a full GC, then process.memoryUsage() to a file; with
+ * BENCH_CPU_PROF_DIR, a CPU profile of the whole process written at exit (NODE_OPTIONS may not
+ * carry --cpu-prof, so the preload drives the inspector's profiler itself).
+ */
 function writeProbe(): void {
   writeFileSync(
     probeScript,
     [
       "import v8 from 'node:v8';",
       "import vm from 'node:vm';",
+      "import inspector from 'node:inspector';",
       "import { writeFileSync } from 'node:fs';",
+      "import path from 'node:path';",
       "v8.setFlagsFromString('--expose-gc');",
       "const gc = vm.runInNewContext('gc');",
       "process.on('SIGUSR2', () => {",
@@ -109,6 +117,19 @@ function writeProbe(): void {
       '  const file = process.env.BENCH_HEAP_PROBE_FILE;',
       '  if (file) writeFileSync(file, JSON.stringify({ ...process.memoryUsage(), at: Date.now() }));',
       '});',
+      'const dir = process.env.BENCH_CPU_PROF_DIR;',
+      'if (dir) {',
+      '  const session = new inspector.Session();',
+      '  session.connect();',
+      "  session.post('Profiler.enable');",
+      "  session.post('Profiler.setSamplingInterval', { interval: 1000 });",
+      "  session.post('Profiler.start');",
+      "  process.on('exit', () => {",
+      "    session.post('Profiler.stop', (err, result) => {",
+      '      if (!err) writeFileSync(path.join(dir, `worker-${process.pid}.cpuprofile`), JSON.stringify(result.profile));',
+      '    });',
+      '  });',
+      '}',
       '',
     ].join('\n'),
   );
@@ -319,6 +340,18 @@ async function waitWatermarks(
   }
 }
 
+/** 'worker ready', or an error with the worker's output as soon as it exits instead. */
+async function ready(w: WorkerProcess): Promise<void> {
+  const readyLine = waitReady(w, WAIT_MS);
+  readyLine.catch(() => undefined); // the race below reports it
+  const exited = w.exited.then(
+    (exit) =>
+      new Error(`worker ${w.id} exited (${JSON.stringify(exit)})\n${w.output().slice(-4000)}`),
+  );
+  const first = await Promise.race([readyLine, exited]);
+  if (first instanceof Error) throw first;
+}
+
 function workerEnv(
   d: TestDeployment,
   customers: number,
@@ -334,6 +367,7 @@ function workerEnv(
     MAX_CUSTOMERS_IN_MEMORY: String(Math.max(250_000, 2 * customers)),
     BENCH_HEAP_PROBE_FILE: probeFile,
     NODE_OPTIONS: `--max-old-space-size=8192 --import=${probeScript}`,
+    ...(flags['cpu-prof'] === '' ? {} : { BENCH_CPU_PROF_DIR: path.resolve(flags['cpu-prof']) }),
   };
 }
 
@@ -348,7 +382,7 @@ async function workerRun(
   const w = spawnWorker(d, id, workerEnv(d, customers, probeFile));
   workers.push(w);
   try {
-    await waitReady(w, WAIT_MS);
+    await ready(w);
     const doneAt = await waitWatermarks(d, last, w);
     const firstStart = Math.min(
       ...w
@@ -371,7 +405,7 @@ async function idleHeap(d: TestDeployment): Promise<HeapSample> {
   const w = spawnWorker(d, `bench-idle-${d.partitions}`, workerEnv(d, 0, probeFile));
   workers.push(w);
   try {
-    await waitReady(w, WAIT_MS);
+    await ready(w);
     await sleep(2000); // let start-up garbage and first checkpoints settle
     return await probeHeap(w, probeFile);
   } finally {

@@ -2,8 +2,10 @@ import { z } from 'zod';
 import { RESERVED_ID_PREFIX, type OrderEvent } from '../contract/event.js';
 import { ErrorCode, OrderFleetError } from '../errors.js';
 import type { Aggregator, LogEntry, PendingTimer } from './aggregator.js';
+import type { TimerCodec } from '../state/timer-snapshot.js';
 import {
   DEFAULT_SUMMARY_POLICY,
+  fastTimerEntry,
   multisetMinus,
   summaryId,
   SummaryWindowSchema,
@@ -189,25 +191,57 @@ export function orderTimer(
   const window = state.window;
   if (window === null) return undefined;
   const { dueAtMs, reason } = windowDeadline(window, policy);
+  return windowTimer(window.openedSeq, window.lastChangeSeq, reason, dueAtMs);
+}
+
+/** A window's timer, from the four facts it is made of. */
+function windowTimer(
+  openedSeq: number,
+  lastChangeSeq: number,
+  reason: 'quiet' | 'max',
+  dueAtMs: number,
+): PendingTimer<OrderEntry> {
   // The id names the window and, for a quiet timer, the change it waited after: the same on
   // every owner, so JetStream's duplicate window stores one entry however many fire it.
   const id =
     reason === 'max'
-      ? `${RESERVED_ID_PREFIX}tmr-${window.openedSeq}-max`
-      : `${RESERVED_ID_PREFIX}tmr-${window.openedSeq}-q${window.lastChangeSeq}`;
+      ? `${RESERVED_ID_PREFIX}tmr-${openedSeq}-max`
+      : `${RESERVED_ID_PREFIX}tmr-${openedSeq}-q${lastChangeSeq}`;
   return {
     dueAtMs,
     id,
-    series: `w${window.openedSeq}`,
-    entry: {
-      type: 'summary.timer',
-      window: window.openedSeq,
-      lastChangeSeq: window.lastChangeSeq,
-      reason,
-      dueAtMs,
-    },
+    series: `w${openedSeq}`,
+    entry: { type: 'summary.timer', window: openedSeq, lastChangeSeq, reason, dueAtMs },
   };
 }
+
+/**
+ * Order timers as 4-number tuples for the timer snapshot of a clean checkpoint: id, series and
+ * entry are derived from the window's facts exactly as {@link orderTimer} derives them.
+ */
+export const orderTimerCodec: TimerCodec<OrderEntry> = {
+  encode(timer) {
+    const entry = timer.entry;
+    if (entry.type !== 'summary.timer') {
+      throw new OrderFleetError(ErrorCode.StateCorrupt, `not a timer entry: ${entry.type}`);
+    }
+    return [entry.window, entry.lastChangeSeq, entry.reason === 'max' ? 1 : 0, timer.dueAtMs];
+  },
+  decode(tuple) {
+    const [window, lastChangeSeq, max, dueAtMs] = tuple;
+    const entry = fastTimerEntry({
+      type: 'summary.timer',
+      window,
+      lastChangeSeq,
+      reason: max === 1 ? 'max' : 'quiet',
+      dueAtMs,
+    });
+    if (entry === undefined || tuple.length !== 4 || (max !== 0 && max !== 1)) {
+      throw new OrderFleetError(ErrorCode.StateCorrupt, 'unreadable timer in a timer snapshot');
+    }
+    return windowTimer(entry.window, entry.lastChangeSeq, entry.reason, entry.dueAtMs);
+  },
+};
 
 export function createOrderAggregator(
   policy: SummaryPolicy = DEFAULT_SUMMARY_POLICY,
