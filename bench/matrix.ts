@@ -229,6 +229,8 @@ async function publishLoad(d: TestDeployment, load: Load): Promise<Map<number, n
 // ---------------------------------------------------------------------------------------------
 
 interface Run {
+  /** True when the worker stopped making progress (the round is left out of the medians). */
+  readonly stalled?: boolean;
   readonly ms: number;
   readonly eventsPerSec: number;
   /** 1-minute load average when the run ended. */
@@ -316,39 +318,76 @@ function at(line: LogLine): number {
   return Date.parse(t);
 }
 
+/** No watermark moved for this long: the worker is stuck (reported, not waited for). */
+const STALL_MS = 180_000;
+
+class StallError extends Error {}
+
+async function readWatermarks(d: TestDeployment, store: WatermarkStore): Promise<number[]> {
+  return Promise.all(
+    Array.from({ length: d.partitions }, async (_, p) => (await store.load(p)).watermark.seq),
+  );
+}
+
+/**
+ * Until every partition's watermark covers its last event; returns Date.now() then. Polls every
+ * `everyMs`; throws a StallError when no watermark moved for STALL_MS.
+ */
 async function waitWatermarks(
   d: TestDeployment,
   last: ReadonlyMap<number, number>,
   w: WorkerProcess,
-): Promise<number> {
-  const watermarks = new WatermarkStore(await new Kvm(d.nc).open(d.names.metaBucket));
-  const deadline = Date.now() + WAIT_MS;
+  everyMs: number,
+  until: () => boolean = () => false,
+): Promise<number | undefined> {
+  const store = new WatermarkStore(await new Kvm(d.nc).open(d.names.metaBucket));
+  let previous = '';
+  let movedAt = Date.now();
   for (;;) {
-    const seqs = await Promise.all(
-      Array.from(
-        { length: d.partitions },
-        async (_, p) => (await watermarks.load(p)).watermark.seq,
-      ),
-    );
+    const seqs = await readWatermarks(d, store);
     const now = Date.now();
     if (seqs.every((seq, p) => seq >= (last.get(p) ?? 0))) return now;
+    if (until()) return undefined;
     if (w.child.exitCode !== null || w.child.signalCode !== null) {
       throw new Error(`worker ${w.id} exited while waiting\n${w.output().slice(-4000)}`);
     }
-    if (now > deadline) throw new Error(`watermarks did not reach the end in ${WAIT_MS} ms`);
-    await sleep(50);
+    const key = seqs.join(',');
+    if (key !== previous) {
+      previous = key;
+      movedAt = now;
+    } else if (now - movedAt > STALL_MS) {
+      const behind = seqs
+        .map((seq, p) => ({ p, seq, last: last.get(p) ?? 0 }))
+        .filter((x) => x.seq < x.last);
+      throw new StallError(
+        `no watermark moved for ${STALL_MS} ms; behind: ${JSON.stringify(behind)}`,
+      );
+    }
+    await sleep(everyMs);
   }
 }
 
-/** 'worker ready', or an error with the worker's output as soon as it exits instead. */
-async function ready(w: WorkerProcess): Promise<void> {
-  const readyLine = waitReady(w, WAIT_MS);
+/**
+ * 'worker ready' (every partition caught up), while watching for a stall (slowly: the polling
+ * must not compete with the work it waits for); an error as soon as the worker exits.
+ */
+async function ready(
+  d: TestDeployment,
+  last: ReadonlyMap<number, number>,
+  w: WorkerProcess,
+): Promise<void> {
+  let isReady = false;
+  const readyLine = waitReady(w, WAIT_MS).then(() => {
+    isReady = true;
+  });
   readyLine.catch(() => undefined); // the race below reports it
   const exited = w.exited.then(
     (exit) =>
       new Error(`worker ${w.id} exited (${JSON.stringify(exit)})\n${w.output().slice(-4000)}`),
   );
-  const first = await Promise.race([readyLine, exited]);
+  const watch = waitWatermarks(d, last, w, 1000, () => isReady).then(() => undefined);
+  watch.catch(() => undefined); // the race below reports it
+  const first = await Promise.race([readyLine, exited, watch]);
   if (first instanceof Error) throw first;
 }
 
@@ -382,8 +421,8 @@ async function workerRun(
   const w = spawnWorker(d, id, workerEnv(d, customers, probeFile));
   workers.push(w);
   try {
-    await ready(w);
-    const doneAt = await waitWatermarks(d, last, w);
+    await ready(d, last, w);
+    const doneAt = (await waitWatermarks(d, last, w, 50)) ?? Date.now();
     const firstStart = Math.min(
       ...w
         .logs()
@@ -405,7 +444,7 @@ async function idleHeap(d: TestDeployment): Promise<HeapSample> {
   const w = spawnWorker(d, `bench-idle-${d.partitions}`, workerEnv(d, 0, probeFile));
   workers.push(w);
   try {
-    await ready(w);
+    await ready(d, new Map(), w);
     await sleep(2000); // let start-up garbage and first checkpoints settle
     return await probeHeap(w, probeFile);
   } finally {
@@ -454,6 +493,7 @@ export interface CellResult {
   readonly ratioToRawKv: number;
   readonly bytesPerCustomer: number;
   readonly loadAverage: number;
+  readonly stalledRounds: number;
 }
 
 async function cell(
@@ -493,9 +533,22 @@ async function cell(
         else if (contender === 'raw+kv')
           runs.set('raw+kv', await rawConsume(d, jsm, load.events, scratch));
         else {
-          const w = await workerRun(d, last, load.events, customers, `bench-m${round}`);
-          runs.set('worker', w.run);
-          heapUsed = w.heap.heapUsed;
+          try {
+            const w = await workerRun(d, last, load.events, customers, `bench-m${round}`);
+            runs.set('worker', w.run);
+            heapUsed = w.heap.heapUsed;
+          } catch (err) {
+            if (!(err instanceof StallError)) throw err;
+            // Reported as a failed round (and left out of the medians), not waited for.
+            process.stdout.write(`  round ${round}: worker STALLED: ${err.message}\n`);
+            runs.set('worker', {
+              ms: Number.NaN,
+              eventsPerSec: Number.NaN,
+              load: os.loadavg()[0] ?? 0,
+              stalled: true,
+            });
+            heapUsed = Number.NaN;
+          }
         }
       }
       const r: CellRound = {
@@ -514,7 +567,10 @@ async function cell(
           `heap ${formatNumber((heapUsed - idleHeapUsed) / customers)} B/customer, load ${r.worker.load.toFixed(1)}\n`,
       );
     }
-    const median = (f: (r: CellRound) => number): number => summarize(rounds.map(f)).median;
+    const median = (f: (r: CellRound) => number): number => {
+      const values = rounds.map(f).filter(Number.isFinite);
+      return values.length === 0 ? Number.NaN : summarize(values).median;
+    };
     const rawRate = median((r) => r.raw.eventsPerSec);
     const rawKvRate = median((r) => r.rawKv.eventsPerSec);
     const workerRate = median((r) => r.worker.eventsPerSec);
@@ -533,6 +589,7 @@ async function cell(
       ratioToRawKv: median((r) => r.worker.eventsPerSec / r.rawKv.eventsPerSec),
       bytesPerCustomer: median((r) => (r.heapUsed - idleHeapUsed) / customers),
       loadAverage: median((r) => r.worker.load),
+      stalledRounds: rounds.filter((r) => r.worker.stalled === true).length,
     };
   } finally {
     // Each cell has a namespace of its own: drop its streams so the next cell starts small.

@@ -72,6 +72,7 @@ interface Cell {
   readonly ratioToRawKv: number;
   readonly bytesPerCustomer: number;
   readonly loadAverage: number;
+  readonly stalledRounds?: number;
 }
 
 function cellsOf(matrix: Json): Cell[] {
@@ -94,6 +95,7 @@ export function matrixTable(matrix: Json): string[] {
       'worker / raw+KV',
       'heap bytes per resident customer',
       'load avg',
+      'stalled rounds',
     ],
     cells.map((c) => [
       String(c.partitions),
@@ -106,6 +108,7 @@ export function matrixTable(matrix: Json): string[] {
       formatPercent(c.ratioToRawKv),
       formatNumber(c.bytesPerCustomer),
       c.loadAverage.toFixed(1),
+      String(c.stalledRounds ?? 0),
     ]),
   );
 }
