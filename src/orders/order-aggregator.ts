@@ -243,6 +243,80 @@ export const orderTimerCodec: TimerCodec<OrderEntry> = {
   },
 };
 
+/** Reads any stored version with the schemas alone (the reference for the fast path). */
+export function deserializeWithSchema(version: number, data: unknown): OrderState {
+  const schema = version === 1 ? OrderStateV1 : version === 2 ? OrderStateV2 : undefined;
+  if (schema === undefined) {
+    throw new OrderFleetError(ErrorCode.StateCorrupt, `unknown order state version ${version}`);
+  }
+  const parsed = schema.safeParse(data);
+  if (!parsed.success) {
+    throw new OrderFleetError(
+      ErrorCode.StateCorrupt,
+      `stored order state does not match version ${version}`,
+      { cause: parsed.error },
+    );
+  }
+  // Version 1 predates summary windows: no window open, none sent.
+  return { window: null, summaries: 0, ...parsed.data };
+}
+
+/**
+ * Hand-written check of a stored version-2 state (a parsed JSON value): the state the schema path
+ * of `deserialize` would return (known keys only, same key order), or `undefined` when not sure. Proved
+ * equivalent by a property test (test/unit/order-state-fast-path.test.ts).
+ */
+export function fastOrderStateV2(data: unknown): OrderState | undefined {
+  if (!isRecord(data)) return undefined;
+  const { items, created, absentRemovals, events, window, summaries } = data;
+  if (
+    !isIntArray(items) ||
+    typeof created !== 'boolean' ||
+    !isCount(absentRemovals) ||
+    !isCount(events) ||
+    !isCount(summaries)
+  )
+    return undefined;
+  let open: SummaryWindow | null = null;
+  if (window !== null) {
+    if (!isRecord(window)) return undefined;
+    const { openedSeq, openedAtMs, lastChangeSeq, lastChangeAtMs, itemsAtOpen } = window;
+    if (
+      !isCount(openedSeq) ||
+      openedSeq < 1 ||
+      !Number.isSafeInteger(openedAtMs) ||
+      !isCount(lastChangeSeq) ||
+      lastChangeSeq < 1 ||
+      !Number.isSafeInteger(lastChangeAtMs) ||
+      !isIntArray(itemsAtOpen)
+    )
+      return undefined;
+    open = {
+      openedSeq,
+      openedAtMs: openedAtMs as number,
+      lastChangeSeq,
+      lastChangeAtMs: lastChangeAtMs as number,
+      itemsAtOpen,
+    };
+  }
+  // The key order of the schema path's `{ window: null, summaries: 0, ...parsed }`.
+  return { window: open, summaries, items, created, absentRemovals, events };
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function isCount(value: unknown): value is number {
+  return Number.isSafeInteger(value) && (value as number) >= 0;
+}
+
+function isIntArray(value: unknown): value is number[] {
+  if (!Array.isArray(value)) return false;
+  for (let i = 0; i < value.length; i++) if (!Number.isSafeInteger(value[i])) return false;
+  return true;
+}
+
 export function createOrderAggregator(
   policy: SummaryPolicy = DEFAULT_SUMMARY_POLICY,
 ): Aggregator<OrderState, OrderEntry, SummaryNotification> {
@@ -253,22 +327,11 @@ export function createOrderAggregator(
     apply: applyOrderEntry,
     serialize: (state) => state,
     deserialize(version, data) {
-      const schema = version === 1 ? OrderStateV1 : version === 2 ? OrderStateV2 : undefined;
-      if (schema === undefined) {
-        throw new OrderFleetError(ErrorCode.StateCorrupt, `unknown order state version ${version}`);
-      }
-      const parsed = schema.safeParse(data);
-      if (!parsed.success) {
-        throw new OrderFleetError(
-          ErrorCode.StateCorrupt,
-          `stored order state does not match version ${version}`,
-          {
-            cause: parsed.error,
-          },
-        );
-      }
-      // Version 1 predates summary windows: no window open, none sent.
-      return { window: null, summaries: 0, ...parsed.data };
+      // Snapshots are written by us, so the fast path nearly always takes them; zod stays the
+      // authority for anything else, and makes every error.
+      return (
+        (version === 2 ? fastOrderStateV2(data) : undefined) ?? deserializeWithSchema(version, data)
+      );
     },
     outputs: summarize,
     timer: (_customerId, state) => orderTimer(state, policy),
