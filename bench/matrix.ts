@@ -385,7 +385,11 @@ async function ready(
     (exit) =>
       new Error(`worker ${w.id} exited (${JSON.stringify(exit)})\n${w.output().slice(-4000)}`),
   );
-  const watch = waitWatermarks(d, last, w, 1000, () => isReady).then(() => undefined);
+  // Only a worker with work to do can stall; an idle one (no events) just waits for ready.
+  const watch =
+    last.size === 0
+      ? new Promise<undefined>(() => undefined)
+      : waitWatermarks(d, last, w, 1000, () => isReady).then(() => undefined);
   watch.catch(() => undefined); // the race below reports it
   const first = await Promise.race([readyLine, exited, watch]);
   if (first instanceof Error) throw first;
@@ -666,3 +670,5 @@ async function main(): Promise<void> {
 }
 
 await main();
+// A wait that lost a race (e.g. waitReady's timeout timer) must not keep the process alive.
+process.exit(process.exitCode ?? 0);

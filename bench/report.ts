@@ -313,6 +313,14 @@ export function reportMarkdown(): string {
     '',
     '![throughput against customers](throughput.svg)',
     '',
+    ...(readResult('matrix-before') === undefined
+      ? []
+      : [
+          'The same cells measured on the code before this change (`--name matrix-before`):',
+          '',
+          ...matrixTable(readResult('matrix-before')),
+        ]),
+    '',
     '## Other benches',
     '',
     ...benchTable(),

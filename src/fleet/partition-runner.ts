@@ -1,4 +1,3 @@
-import { setTimeout as sleep } from 'node:timers/promises';
 import {
   AckPolicy,
   DeliverPolicy,
@@ -472,19 +471,15 @@ export class PartitionRunner<S, E, O = never> {
   async #idle(): Promise<void> {
     const untilCheckpoint =
       this.#deps.settings.checkpointIntervalMs - (Date.now() - this.#lastCheckpointAt);
-    const ac = new AbortController();
-    await Promise.race([
-      new Promise<void>((resolve) => {
-        this.#wake = resolve;
-      }),
-      sleep(Math.max(10, untilCheckpoint), undefined, { signal: ac.signal }).catch(
-        (err: unknown) => {
-          // Aborted because work arrived first: nothing to do.
-          if (!(err instanceof Error && err.name === 'AbortError')) throw err;
-        },
-      ),
-    ]);
-    ac.abort();
+    // A plain timer and resolver: an AbortController per wait cost a DOMException (with a stack)
+    // every time work arrived, which profiles showed at up to a tenth of the busy time.
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, Math.max(10, untilCheckpoint));
+      this.#wake = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
     this.#wake = undefined;
   }
 
@@ -552,13 +547,15 @@ export class PartitionRunner<S, E, O = never> {
         this.#dirty.add(entry.customerId);
         continue;
       }
+      // One log entry for apply and outputs alike (this loop runs for every applied entry).
+      const applied = {
+        seq: msg.seq,
+        timeMs: Math.floor(msg.info.timestampNanos / 1e6),
+        payload: entry.payload,
+      };
       let state: S;
       try {
-        state = aggregator.apply(resident.snapshot.state, {
-          seq: msg.seq,
-          timeMs: Math.floor(msg.info.timestampNanos / 1e6),
-          payload: entry.payload,
-        });
+        state = aggregator.apply(resident.snapshot.state, applied);
       } catch (err) {
         // A bug in an aggregator must neither wedge the partition nor be skipped silently (the
         // state would stop being the fold of the log): file the entry, quarantine the customer.
@@ -569,11 +566,6 @@ export class PartitionRunner<S, E, O = never> {
       resident.snapshot = { customerId: entry.customerId, lastSeq: msg.seq, state };
       this.#dirty.add(entry.customerId);
       this.#stats.applied++;
-      const applied = {
-        seq: msg.seq,
-        timeMs: Math.floor(msg.info.timestampNanos / 1e6),
-        payload: entry.payload,
-      };
       for (const output of aggregator.outputs?.(entry.customerId, before, state, applied) ?? [])
         this.#emit(entry.customerId, output);
       this.#syncTimer(entry.customerId, state);
