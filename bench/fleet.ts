@@ -676,6 +676,8 @@ async function main(): Promise<void> {
       at: new Date().toISOString(),
       natsServer: server.version,
       cpus: os.cpus().length,
+      // Other processes on the machine skew every figure: keep the load next to them.
+      loadAverage: os.loadavg(),
       settings: {
         customers: CUSTOMERS,
         rounds: ROUNDS,

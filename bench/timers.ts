@@ -466,6 +466,7 @@ async function main(): Promise<void> {
         {
           at: new Date().toISOString(),
           machine: { cpus: (await import('node:os')).cpus().length, node: process.version },
+          loadAverage: (await import('node:os')).loadavg(),
           natsServer: server.version,
           delay,
           throughput: { raw, timersIdle: idle, timersFiring: firing },

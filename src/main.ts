@@ -17,6 +17,7 @@ import { loadDeployment, type Deployment } from './nats/deployment.js';
 import { SummarySink } from './notifications/summary-sink.js';
 import {
   createOrderAggregator,
+  orderTimerCodec,
   renderOrder,
   type OrderEntry,
   type OrderState,
@@ -25,6 +26,7 @@ import { decodeTimerEntry, orderEntryDecoder } from './orders/order-log.js';
 import { timerAppender } from './orders/timer-log.js';
 import type { SummaryNotification } from './orders/summary.js';
 import { TimerIndex } from './state/timer-index.js';
+import { TimerSnapshotStore } from './state/timer-snapshot.js';
 
 export type OrderWorker = Worker<OrderState, OrderEntry, SummaryNotification>;
 
@@ -110,6 +112,11 @@ async function assemble(
           stateKv,
           decodeTimerEntry,
           log.child({ component: 'timer-index', workerId }),
+        ),
+        snapshot: new TimerSnapshotStore(
+          stateKv,
+          orderTimerCodec,
+          log.child({ component: 'timer-snapshot', workerId }),
         ),
         tickMs: config.worker.timerTickMs,
         append: timerAppender(js, jsm, names),

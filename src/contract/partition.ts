@@ -21,9 +21,22 @@ export function fnv1a32(bytes: Uint8Array): number {
   return hash >>> 0;
 }
 
+/** FNV-1a-32 of the UTF-8 bytes of `text`; ASCII is hashed straight from the string (no copy). */
+export function fnv1a32String(text: string): number {
+  let hash = FNV_OFFSET_BASIS;
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    // Anything beyond ASCII: hash the UTF-8 encoding instead (same bytes, same result).
+    if (code > 0x7f) return fnv1a32(encoder.encode(text));
+    hash ^= code;
+    hash = Math.imul(hash, FNV_PRIME);
+  }
+  return hash >>> 0;
+}
+
 export function partitionOf(customerId: string, partitions: number): number {
   if (!Number.isInteger(partitions) || partitions < 1) {
     throw new RangeError(`partitions must be a positive integer, got ${partitions}`);
   }
-  return fnv1a32(encoder.encode(customerId)) % partitions;
+  return fnv1a32String(customerId) % partitions;
 }

@@ -54,11 +54,16 @@ export function parseOrdersSubject(
   if (!subject.startsWith(prefix)) {
     throw invalidSubject(subject, 'prefix', `subject must start with ${prefix}`);
   }
-  const tokens = subject.slice(prefix.length).split('.');
-  if (tokens.length !== 2 && tokens.length !== 3) {
+  // Tokens found with indexOf rather than split: this runs for every entry a worker reads.
+  const first = prefix.length;
+  const second = subject.indexOf('.', first) + 1;
+  const third = second === 0 ? -1 : subject.indexOf('.', second) + 1;
+  if (second === 0 || (third > 0 && subject.indexOf('.', third) !== -1)) {
     throw invalidSubject(subject, 'shape', `subject must be ${prefix}<partition>.<customerId>`);
   }
-  const [partitionToken = '', customerId = '', entry] = tokens;
+  const partitionToken = subject.slice(first, second - 1);
+  const customerId = third === 0 ? subject.slice(second) : subject.slice(second, third - 1);
+  const entry = third === 0 ? undefined : subject.slice(third);
   if (!/^(0|[1-9][0-9]*)$/u.test(partitionToken)) {
     throw invalidSubject(subject, 'partition', 'partition must be a plain decimal number');
   }

@@ -2,8 +2,10 @@ import { z } from 'zod';
 import { RESERVED_ID_PREFIX, type OrderEvent } from '../contract/event.js';
 import { ErrorCode, OrderFleetError } from '../errors.js';
 import type { Aggregator, LogEntry, PendingTimer } from './aggregator.js';
+import type { TimerCodec } from '../state/timer-snapshot.js';
 import {
   DEFAULT_SUMMARY_POLICY,
+  fastTimerEntry,
   multisetMinus,
   summaryId,
   SummaryWindowSchema,
@@ -44,8 +46,11 @@ const OrderStateV2 = OrderStateV1.extend({
   summaries: z.number().int().min(0),
 });
 
+/** Shared by every empty order (states are never mutated). */
+const EMPTY: readonly number[] = Object.freeze([]);
+
 const INITIAL: OrderState = Object.freeze({
-  items: Object.freeze([]),
+  items: EMPTY,
   created: false,
   absentRemovals: 0,
   events: 0,
@@ -85,34 +90,69 @@ export function applyOrderEvent(state: OrderState, event: OrderEvent): OrderStat
   }
 }
 
-/** Opens the window on the first change after a summary, or extends the open one. */
-function touchWindow(
-  state: OrderState,
-  before: OrderState,
-  entry: LogEntry<OrderEntry>,
-): OrderState {
-  const window: SummaryWindow =
-    state.window === null
-      ? {
-          openedSeq: entry.seq,
-          openedAtMs: entry.timeMs,
-          lastChangeSeq: entry.seq,
-          lastChangeAtMs: entry.timeMs,
-          itemsAtOpen: before.items,
-        }
-      : { ...state.window, lastChangeSeq: entry.seq, lastChangeAtMs: entry.timeMs };
-  return { ...state, window };
+/** The window after a change: opened by the first change after a summary, else extended. */
+function touchedWindow(state: OrderState, entry: LogEntry<OrderEntry>): SummaryWindow {
+  const open = state.window;
+  return {
+    openedSeq: open === null ? entry.seq : open.openedSeq,
+    openedAtMs: open === null ? entry.timeMs : open.openedAtMs,
+    lastChangeSeq: entry.seq,
+    lastChangeAtMs: entry.timeMs,
+    itemsAtOpen: open === null ? state.items : open.itemsAtOpen,
+  };
 }
 
+/**
+ * One new state per applied entry, built in one literal with a fixed shape (no intermediate
+ * copies, no spread): this runs for every event a worker applies, so its allocations are the
+ * worker's garbage. Equal, field by field, to `applyOrderEvent` plus the window bookkeeping.
+ */
 export function applyOrderEntry(state: OrderState, entry: LogEntry<OrderEntry>): OrderState {
   const payload = entry.payload;
-  if (payload.type === 'summary.timer') {
-    return timerCloses(state.window, payload)
-      ? { ...state, window: null, summaries: state.summaries + 1 }
-      : state;
+  let items = state.items;
+  let absentRemovals = state.absentRemovals;
+  switch (payload.type) {
+    case 'summary.timer':
+      return timerCloses(state.window, payload)
+        ? {
+            items,
+            created: state.created,
+            absentRemovals,
+            events: state.events,
+            window: null,
+            summaries: state.summaries + 1,
+          }
+        : state;
+    case 'order.created':
+      return {
+        items,
+        created: true,
+        absentRemovals,
+        events: state.events + 1,
+        window: state.window,
+        summaries: state.summaries,
+      };
+    case 'items.added':
+      items = items.concat(payload.items);
+      break;
+    case 'items.removed': {
+      const removed = removeItems(items, payload.items);
+      items = removed.items;
+      absentRemovals += removed.absent;
+      break;
+    }
+    case 'order.cleared':
+      items = EMPTY;
+      break;
   }
-  const next = applyOrderEvent(state, payload);
-  return payload.type === 'order.created' ? next : touchWindow(next, state, entry);
+  return {
+    items,
+    created: state.created,
+    absentRemovals,
+    events: state.events + 1,
+    window: touchedWindow(state, entry),
+    summaries: state.summaries,
+  };
 }
 
 /** The summary a closing timer entry produces, or none when the window's net change is empty. */
@@ -151,24 +191,130 @@ export function orderTimer(
   const window = state.window;
   if (window === null) return undefined;
   const { dueAtMs, reason } = windowDeadline(window, policy);
+  return windowTimer(window.openedSeq, window.lastChangeSeq, reason, dueAtMs);
+}
+
+/** A window's timer, from the four facts it is made of. */
+function windowTimer(
+  openedSeq: number,
+  lastChangeSeq: number,
+  reason: 'quiet' | 'max',
+  dueAtMs: number,
+): PendingTimer<OrderEntry> {
   // The id names the window and, for a quiet timer, the change it waited after: the same on
   // every owner, so JetStream's duplicate window stores one entry however many fire it.
   const id =
     reason === 'max'
-      ? `${RESERVED_ID_PREFIX}tmr-${window.openedSeq}-max`
-      : `${RESERVED_ID_PREFIX}tmr-${window.openedSeq}-q${window.lastChangeSeq}`;
+      ? `${RESERVED_ID_PREFIX}tmr-${openedSeq}-max`
+      : `${RESERVED_ID_PREFIX}tmr-${openedSeq}-q${lastChangeSeq}`;
   return {
     dueAtMs,
     id,
-    series: `w${window.openedSeq}`,
-    entry: {
-      type: 'summary.timer',
-      window: window.openedSeq,
-      lastChangeSeq: window.lastChangeSeq,
-      reason,
-      dueAtMs,
-    },
+    series: `w${openedSeq}`,
+    entry: { type: 'summary.timer', window: openedSeq, lastChangeSeq, reason, dueAtMs },
   };
+}
+
+/**
+ * Order timers as 4-number tuples for the timer snapshot of a clean checkpoint: id, series and
+ * entry are derived from the window's facts exactly as {@link orderTimer} derives them.
+ */
+export const orderTimerCodec: TimerCodec<OrderEntry> = {
+  encode(timer) {
+    const entry = timer.entry;
+    if (entry.type !== 'summary.timer') {
+      throw new OrderFleetError(ErrorCode.StateCorrupt, `not a timer entry: ${entry.type}`);
+    }
+    return [entry.window, entry.lastChangeSeq, entry.reason === 'max' ? 1 : 0, timer.dueAtMs];
+  },
+  decode(tuple) {
+    const [window, lastChangeSeq, max, dueAtMs] = tuple;
+    const entry = fastTimerEntry({
+      type: 'summary.timer',
+      window,
+      lastChangeSeq,
+      reason: max === 1 ? 'max' : 'quiet',
+      dueAtMs,
+    });
+    if (entry === undefined || tuple.length !== 4 || (max !== 0 && max !== 1)) {
+      throw new OrderFleetError(ErrorCode.StateCorrupt, 'unreadable timer in a timer snapshot');
+    }
+    return windowTimer(entry.window, entry.lastChangeSeq, entry.reason, entry.dueAtMs);
+  },
+};
+
+/** Reads any stored version with the schemas alone (the reference for the fast path). */
+export function deserializeWithSchema(version: number, data: unknown): OrderState {
+  const schema = version === 1 ? OrderStateV1 : version === 2 ? OrderStateV2 : undefined;
+  if (schema === undefined) {
+    throw new OrderFleetError(ErrorCode.StateCorrupt, `unknown order state version ${version}`);
+  }
+  const parsed = schema.safeParse(data);
+  if (!parsed.success) {
+    throw new OrderFleetError(
+      ErrorCode.StateCorrupt,
+      `stored order state does not match version ${version}`,
+      { cause: parsed.error },
+    );
+  }
+  // Version 1 predates summary windows: no window open, none sent.
+  return { window: null, summaries: 0, ...parsed.data };
+}
+
+/**
+ * Hand-written check of a stored version-2 state (a parsed JSON value): the state the schema path
+ * of `deserialize` would return (known keys only, same key order), or `undefined` when not sure. Proved
+ * equivalent by a property test (test/unit/order-state-fast-path.test.ts).
+ */
+export function fastOrderStateV2(data: unknown): OrderState | undefined {
+  if (!isRecord(data)) return undefined;
+  const { items, created, absentRemovals, events, window, summaries } = data;
+  if (
+    !isIntArray(items) ||
+    typeof created !== 'boolean' ||
+    !isCount(absentRemovals) ||
+    !isCount(events) ||
+    !isCount(summaries)
+  )
+    return undefined;
+  let open: SummaryWindow | null = null;
+  if (window !== null) {
+    if (!isRecord(window)) return undefined;
+    const { openedSeq, openedAtMs, lastChangeSeq, lastChangeAtMs, itemsAtOpen } = window;
+    if (
+      !isCount(openedSeq) ||
+      openedSeq < 1 ||
+      !Number.isSafeInteger(openedAtMs) ||
+      !isCount(lastChangeSeq) ||
+      lastChangeSeq < 1 ||
+      !Number.isSafeInteger(lastChangeAtMs) ||
+      !isIntArray(itemsAtOpen)
+    )
+      return undefined;
+    open = {
+      openedSeq,
+      openedAtMs: openedAtMs as number,
+      lastChangeSeq,
+      lastChangeAtMs: lastChangeAtMs as number,
+      itemsAtOpen,
+    };
+  }
+  // The key order of the schema path's `{ window: null, summaries: 0, ...parsed }`.
+  return { window: open, summaries, items, created, absentRemovals, events };
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function isCount(value: unknown): value is number {
+  return Number.isSafeInteger(value) && (value as number) >= 0;
+}
+
+function isIntArray(value: unknown): value is number[] {
+  if (!Array.isArray(value)) return false;
+  for (let i = 0; i < value.length; i++) if (!Number.isSafeInteger(value[i])) return false;
+  return true;
 }
 
 export function createOrderAggregator(
@@ -181,22 +327,11 @@ export function createOrderAggregator(
     apply: applyOrderEntry,
     serialize: (state) => state,
     deserialize(version, data) {
-      const schema = version === 1 ? OrderStateV1 : version === 2 ? OrderStateV2 : undefined;
-      if (schema === undefined) {
-        throw new OrderFleetError(ErrorCode.StateCorrupt, `unknown order state version ${version}`);
-      }
-      const parsed = schema.safeParse(data);
-      if (!parsed.success) {
-        throw new OrderFleetError(
-          ErrorCode.StateCorrupt,
-          `stored order state does not match version ${version}`,
-          {
-            cause: parsed.error,
-          },
-        );
-      }
-      // Version 1 predates summary windows: no window open, none sent.
-      return { window: null, summaries: 0, ...parsed.data };
+      // Snapshots are written by us, so the fast path nearly always takes them; zod stays the
+      // authority for anything else, and makes every error.
+      return (
+        (version === 2 ? fastOrderStateV2(data) : undefined) ?? deserializeWithSchema(version, data)
+      );
     },
     outputs: summarize,
     timer: (_customerId, state) => orderTimer(state, policy),

@@ -1,10 +1,9 @@
 import { decodeEvent, type EventLimits } from '../contract/event.js';
 import type { ResourceNames } from '../contract/names.js';
 import { parseOrdersSubject, type ParsedSubject } from '../contract/subjects.js';
-import { LRUCache } from 'lru-cache';
 import { ErrorCode, ValidationError } from '../errors.js';
 import type { OrderEntry } from './order-aggregator.js';
-import { TimerEntrySchema, type TimerEntry } from './summary.js';
+import { fastTimerEntry, TimerEntrySchema, type TimerEntry } from './summary.js';
 
 /** The fourth subject token of a timer entry: `<prefix>.<p>.<customerId>.timer`. */
 export const TIMER_ENTRY_KIND = 'timer';
@@ -14,6 +13,11 @@ export function timerSubject(names: ResourceNames, partition: number, customerId
 }
 
 export function decodeTimerEntry(raw: unknown): TimerEntry {
+  return fastTimerEntry(raw) ?? decodeTimerEntryWithSchema(raw);
+}
+
+/** The schema alone: the authority for anything the fast path does not take, and every error. */
+export function decodeTimerEntryWithSchema(raw: unknown): TimerEntry {
   const parsed = TimerEntrySchema.safeParse(raw);
   if (!parsed.success) {
     throw new ValidationError(ErrorCode.InvalidEvent, 'invalid timer entry', 'timer-entry', {
@@ -39,15 +43,11 @@ export function orderEntryDecoder(
   partitions: number,
   limits: EventLimits,
 ): EntryDecoder<OrderEntry> {
-  // Subjects repeat (one per customer) and parsing one means UTF-8 encoding, rule checks and a
-  // hash: remember the good ones. Bad subjects are not cached; they throw every time.
-  const subjects = new LRUCache<string, ParsedSubject>({ max: 50_000 });
+  // No cache of parsed subjects: for the common (ASCII) id, parsing is one pass over the subject
+  // with no encoding, and a cache would cost memory per customer and miss anyway at high
+  // customer counts.
   return (subject, data) => {
-    let parsed = subjects.get(subject);
-    if (parsed === undefined) {
-      parsed = parseOrdersSubject(names, partitions, subject);
-      subjects.set(subject, parsed);
-    }
+    const parsed: ParsedSubject = parseOrdersSubject(names, partitions, subject);
     if (parsed.kind === 'internal' && parsed.entry === TIMER_ENTRY_KIND) {
       let json: unknown;
       try {

@@ -45,6 +45,44 @@ export const TimerEntrySchema = z.strictObject({
 });
 export type TimerEntry = z.infer<typeof TimerEntrySchema>;
 
+/**
+ * Hand-written check in front of {@link TimerEntrySchema} for a parsed JSON value: returns the
+ * entry the schema would return (same fields, same order) when sure, else `undefined` and the
+ * caller asks the schema, which stays the authority and makes every error. Proved equivalent
+ * by property tests (test/unit/timer-entry-fast-path.test.ts).
+ */
+export function fastTimerEntry(raw: unknown): TimerEntry | undefined {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return undefined;
+  const record = raw as Record<string, unknown>;
+  let keys = 0;
+  for (const key in record) {
+    keys++;
+    if (
+      key !== 'type' &&
+      key !== 'window' &&
+      key !== 'lastChangeSeq' &&
+      key !== 'reason' &&
+      key !== 'dueAtMs'
+    )
+      return undefined;
+  }
+  const { type, window, lastChangeSeq, reason, dueAtMs } = record;
+  if (
+    keys !== 5 ||
+    type !== 'summary.timer' ||
+    !isPositiveSafeInteger(window) ||
+    !isPositiveSafeInteger(lastChangeSeq) ||
+    (reason !== 'quiet' && reason !== 'max') ||
+    !Number.isSafeInteger(dueAtMs)
+  )
+    return undefined;
+  return { type, window, lastChangeSeq, reason, dueAtMs: dueAtMs as number };
+}
+
+function isPositiveSafeInteger(value: unknown): value is number {
+  return Number.isSafeInteger(value) && (value as number) >= 1;
+}
+
 /** What is published on `notifications.<customerId>` when a window closes. */
 export interface SummaryNotification {
   /** Derived from the window, the same on every replay: use it as an idempotency key. */

@@ -41,3 +41,12 @@ export function customerIdFromTimerKey(key: string): string | undefined {
 export function timerKeyFilter(partition: number): string {
   return `t.${partition}.>`;
 }
+
+/** Chunk `i` of a partition's timer snapshot (written by a clean checkpoint): `ts.<p>.<i>`. */
+export function timerSnapshotKey(partition: number, chunk: number): string {
+  return `ts.${partition}.${chunk}`;
+}
+
+export function timerSnapshotKeyFilter(partition: number): string {
+  return `ts.${partition}.>`;
+}

@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import {
   assertCustomerId,
   customerIdViolation,
+  customerIdViolationByRules,
   MAX_CUSTOMER_ID_BYTES,
 } from '../../src/contract/customer-id.js';
 import {
@@ -197,6 +198,35 @@ describe('customer id rules', () => {
         expect(assertCustomerId(id)).toBeUndefined();
       }),
       { numRuns: 200 },
+    );
+  });
+
+  it('PROPERTY: the one-pass ASCII check agrees with the rules on every id, edge lengths included', () => {
+    const ascii = fc.string({
+      unit: fc.integer({ min: 0, max: 0x80 }).map((c) => String.fromCharCode(c)),
+      minLength: 0,
+      maxLength: 130,
+    });
+    const edges = fc.constantFrom(
+      '',
+      'a',
+      'x'.repeat(128),
+      'x'.repeat(129),
+      'a.b',
+      'a*',
+      '>',
+      '~',
+      '\u007f',
+      'é',
+    );
+    fc.assert(
+      fc.property(
+        fc.oneof(ascii, validCustomerId, fc.string({ unit: 'grapheme' }), edges),
+        (id) => {
+          expect(customerIdViolation(id)?.name).toBe(customerIdViolationByRules(id)?.name);
+        },
+      ),
+      { numRuns: 2000 },
     );
   });
 });

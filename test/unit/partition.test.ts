@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { fnv1a32, partitionOf } from '../../src/contract/partition.js';
+import { fnv1a32, fnv1a32String, partitionOf } from '../../src/contract/partition.js';
 import { anyCodePoint } from './helpers.js';
 
 const utf8 = (s: string): Uint8Array => new TextEncoder().encode(s);
@@ -127,4 +127,18 @@ describe('partitionOf', () => {
       );
     },
   );
+});
+
+describe('fnv1a32String', () => {
+  it('PROPERTY: equals FNV-1a-32 of the UTF-8 bytes for ASCII and any other string', () => {
+    fc.assert(
+      fc.property(
+        fc.oneof(fc.string(), fc.string({ unit: 'grapheme' }), fc.string({ unit: anyCodePoint })),
+        (text) => {
+          expect(fnv1a32String(text)).toBe(referenceFnv1a32(utf8(text)));
+        },
+      ),
+      { numRuns: 1000 },
+    );
+  });
 });

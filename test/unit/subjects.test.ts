@@ -359,3 +359,53 @@ describe('orderEntryDecoder', () => {
     );
   });
 });
+
+describe('parseOrdersSubject tokenizing', () => {
+  /** The tokenizer as first written (split on '.'), kept as the reference for the indexOf one. */
+  function tokensBySplit(subject: string): string[] | 'prefix' | 'shape' {
+    const prefix = `${names.ordersPrefix}.`;
+    if (!subject.startsWith(prefix)) return 'prefix';
+    const tokens = subject.slice(prefix.length).split('.');
+    return tokens.length !== 2 && tokens.length !== 3 ? 'shape' : tokens;
+  }
+
+  function outcome(subject: string): unknown {
+    try {
+      return parseOrdersSubject(names, P, subject);
+    } catch (err) {
+      if (!(err instanceof ValidationError)) throw err;
+      return { code: err.code, rule: err.rule, message: err.message };
+    }
+  }
+
+  it('PROPERTY: splits subjects exactly as split(".") did, for any dots and empty tokens', () => {
+    const piece = fc.oneof(
+      fc.constantFrom('', '.', '..', 'orders', '0', '7', '01', 'timer', 'x', 'é', '*', '>'),
+      validCustomerId,
+    );
+    fc.assert(
+      fc.property(fc.array(piece, { maxLength: 6 }), fc.boolean(), (pieces, withPrefix) => {
+        const subject = `${withPrefix ? 'orders.' : ''}${pieces.join('.')}`;
+        const reference = tokensBySplit(subject);
+        const got = outcome(subject);
+        if (reference === 'prefix' || reference === 'shape') {
+          expect(got).toMatchObject({ code: ErrorCode.InvalidSubject, rule: reference });
+          return;
+        }
+        const [partition = '', customerId = '', entry] = reference;
+        if (typeof got === 'object' && got !== null && 'customerId' in got) {
+          expect(got).toEqual(
+            entry === undefined
+              ? { kind: 'event', partition: Number(partition), customerId }
+              : { kind: 'internal', partition: Number(partition), customerId, entry },
+          );
+        } else {
+          // The same tokens fail a later rule: the same error as parsing them one by one.
+          expect(got).not.toMatchObject({ rule: 'shape' });
+          expect(got).not.toMatchObject({ rule: 'prefix' });
+        }
+      }),
+      { numRuns: 2000 },
+    );
+  });
+});
