@@ -1,6 +1,7 @@
 import { Command, CommanderError, Option } from 'commander';
 import { describeError, ErrorCode, isOrderFleetError, isValidationError } from '../errors.js';
 import { registerContents } from './commands/contents.js';
+import { registerDlq } from './commands/dlq.js';
 import { registerPublish } from './commands/publish.js';
 import { registerNotifier } from './commands/notifier.js';
 import { registerSetup } from './commands/setup.js';
@@ -31,6 +32,7 @@ export function buildProgram(env: NodeJS.ProcessEnv): Command {
   registerContents(program, env);
   registerStatus(program, env);
   registerNotifier(program, env);
+  registerDlq(program, env);
   return program;
 }
 
@@ -52,6 +54,8 @@ function exitCodeFor(err: unknown): number {
   if (
     isOrderFleetError(err, ErrorCode.ConfigInvalid) ||
     isOrderFleetError(err, ErrorCode.ImmutableSetting) ||
+    isOrderFleetError(err, ErrorCode.ConfirmationRequired) ||
+    isOrderFleetError(err, ErrorCode.HistoryTruncated) ||
     isValidationError(err)
   ) {
     process.stderr.write(`order-fleet: ${err.message}\n`);
