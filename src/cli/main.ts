@@ -2,6 +2,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { describeError, ErrorCode, isOrderFleetError, isValidationError } from '../errors.js';
 import { registerContents } from './commands/contents.js';
 import { registerDlq } from './commands/dlq.js';
+import { registerHistory } from './commands/history.js';
 import { registerPublish } from './commands/publish.js';
 import { registerNotifier } from './commands/notifier.js';
 import { registerSetup } from './commands/setup.js';
@@ -33,6 +34,7 @@ export function buildProgram(env: NodeJS.ProcessEnv): Command {
   registerStatus(program, env);
   registerNotifier(program, env);
   registerDlq(program, env);
+  registerHistory(program, env);
   return program;
 }
 
