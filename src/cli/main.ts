@@ -1,5 +1,6 @@
 import { Command, CommanderError, Option } from 'commander';
 import { describeError, ErrorCode, isOrderFleetError, isValidationError } from '../errors.js';
+import { registerConsole } from './commands/console.js';
 import { registerContents } from './commands/contents.js';
 import { registerDlq } from './commands/dlq.js';
 import { registerHistory } from './commands/history.js';
@@ -35,6 +36,7 @@ export function buildProgram(env: NodeJS.ProcessEnv): Command {
   registerNotifier(program, env);
   registerDlq(program, env);
   registerHistory(program, env);
+  registerConsole(program, env);
   return program;
 }
 
