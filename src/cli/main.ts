@@ -5,6 +5,7 @@ import { registerContents } from './commands/contents.js';
 import { registerDlq } from './commands/dlq.js';
 import { registerHistory } from './commands/history.js';
 import { registerPublish } from './commands/publish.js';
+import { registerRebuild } from './commands/rebuild.js';
 import { registerNotifier } from './commands/notifier.js';
 import { registerSetup } from './commands/setup.js';
 import { registerStatus } from './commands/status.js';
@@ -37,6 +38,7 @@ export function buildProgram(env: NodeJS.ProcessEnv): Command {
   registerDlq(program, env);
   registerHistory(program, env);
   registerConsole(program, env);
+  registerRebuild(program, env);
   return program;
 }
 

@@ -29,6 +29,11 @@ export function watermarkKey(partition: number): string {
   return `wm.${partition}`;
 }
 
+/** A rebuild request for a partition, in the meta bucket: `rebuild.<p>`. */
+export function rebuildKey(partition: number): string {
+  return `rebuild.${partition}`;
+}
+
 /** Timer index entry of a customer with an open timer: `t.<p>.<token>`. */
 export function timerKey(partition: number, customerId: string): string {
   return `t${customerKey(partition, customerId).slice(1)}`;
