@@ -179,7 +179,7 @@ async function lookup(id) {
   const h = c.history;
   const rows = h.steps.map((s) => el('tr', { class: s.kind, 'data-testid': 'history-row', 'data-seq': s.seq },
     el('td', {}, s.seq), el('td', {}, s.at),
-    el('td', {}, s.kind === 'timer' ? 'timer ' + s.timer.reason + (s.timer.closed ? ' (closes)' : ' (void)') : s.kind === 'rejected' ? 'rejected: ' + s.rejected.reason : s.type + (s.redriveOf ? ' (redriven)' : '')),
+    el('td', {}, s.kind === 'timer' ? 'timer ' + s.timer.reason + (s.timer.closed ? ' (closes)' : ' (void)') : s.kind === 'rejected' ? 'rejected: ' + s.rejected.reason : s.kind === 'superseded' ? 'superseded (redriven)' : s.type + (s.redriveOf ? ' (redriven)' : '')),
     el('td', { class: 'items' }, s.items.join(' ')),
     el('td', { class: 'items' }, '[' + s.contents.join(', ') + ']'),
     el('td', { class: s.summary ? 'summary' : '' }, s.summary ? (s.window + ' → summary +[' + s.summary.added.join(',') + '] -[' + s.summary.removed.join(',') + ']') : (s.window ?? '–'))));

@@ -205,6 +205,8 @@ export class PartitionRunner<S, E, O = never> {
    */
   #rebuild: number | undefined;
   readonly #rebuilt = new Set<string>();
+  /** Entries replaced by a redriven copy (`dlq redrive`): never applied, the copy is. */
+  #superseded = new Set<number>();
   #stats = {
     applied: 0,
     skipped: 0,
@@ -298,6 +300,7 @@ export class PartitionRunner<S, E, O = never> {
     this.#watermarkRevision = await watermarks.save(this.partition, fenced, loaded.revision);
     this.#watermark = fenced;
     this.#appliedSeq = from;
+    this.#superseded = await watermarks.superseded(this.partition);
 
     // Open windows of customers nobody holds in memory are found from the timer index, not by
     // loading every customer. It is read alongside the start, not before it: with 100k open
@@ -506,6 +509,10 @@ export class PartitionRunner<S, E, O = never> {
       this.#expectedDelivery = Math.max(this.#expectedDelivery, msg.info.deliverySequence + 1);
       if (msg.seq <= this.#appliedSeq) {
         decoded.push(undefined); // a redelivery of something already handled
+        continue;
+      }
+      if (this.#superseded.has(msg.seq)) {
+        decoded.push(undefined); // its redriven copy is applied instead
         continue;
       }
       try {
@@ -792,6 +799,10 @@ export class PartitionRunner<S, E, O = never> {
   #checkpointDue(): boolean {
     return (
       this.#sinceCheckpoint >= this.#deps.settings.checkpointEveryEvents ||
+      // A rebuild of a partition with nothing in its log still has to be recorded as done.
+      (this.#rebuild !== undefined &&
+        this.#caughtUp &&
+        (this.#watermark?.rebuild ?? 0) < this.#rebuild) ||
       (Date.now() - this.#lastCheckpointAt >= this.#deps.settings.checkpointIntervalMs &&
         this.#lastMsg !== undefined)
     );

@@ -17,7 +17,7 @@ import { REDRIVE_OF_HEADER } from './dead-letter-admin.js';
 export interface HistoryStep {
   readonly seq: number;
   readonly at: string;
-  readonly kind: 'event' | 'timer' | 'rejected';
+  readonly kind: 'event' | 'timer' | 'rejected' | 'superseded';
   /** Event type, `summary.timer`, or undefined for a rejected entry. */
   readonly type: string | undefined;
   readonly id: string | undefined;
@@ -59,6 +59,8 @@ export interface HistoryDeps {
   readonly partitions: number;
   readonly limits: EventLimits;
   readonly aggregator: Aggregator<OrderState, OrderEntry, SummaryNotification>;
+  /** Entries of a partition replaced by a redriven copy: runners never apply them. */
+  readonly superseded: (partition: number) => Promise<ReadonlySet<number>>;
 }
 
 /**
@@ -88,6 +90,7 @@ export async function customerHistory(
     ),
   ]);
   const messages = [...events, ...timers].sort((a, b) => a.seq - b.seq);
+  const superseded = await deps.superseded(partition);
   const decode = orderEntryDecoder(names, partitions, deps.limits);
   const { aggregator } = deps;
   let state = aggregator.initial();
@@ -97,6 +100,18 @@ export async function customerHistory(
     const at = new Date(Math.floor(m.info.timestampNanos / 1e6)).toISOString();
     const redrive = m.headers?.get(REDRIVE_OF_HEADER) ?? '';
     const common = { seq: m.seq, at, ...(redrive === '' ? {} : { redriveOf: redrive }) };
+    if (superseded.has(m.seq)) {
+      steps.push({
+        ...common,
+        kind: 'superseded',
+        type: undefined,
+        id: msgId(m),
+        items: [],
+        contents: state.items,
+        window: state.window === null ? null : `sum-${state.window.openedSeq}`,
+      });
+      continue;
+    }
     let payload: OrderEntry;
     try {
       payload = decode(m.subject, m.data).payload;
@@ -211,7 +226,9 @@ export function renderHistory(
         ? `timer ${s.timer?.reason ?? ''} ${s.timer?.closed === true ? 'closes' : 'void'}`
         : s.kind === 'rejected'
           ? `REJECTED ${s.rejected?.reason ?? ''}`
-          : `${s.type ?? ''}${s.redriveOf === undefined ? '' : ' (redriven)'}`;
+          : s.kind === 'superseded'
+            ? 'superseded (redriven)'
+            : `${s.type ?? ''}${s.redriveOf === undefined ? '' : ' (redriven)'}`;
     const window =
       s.summary !== undefined
         ? `${s.window ?? ''} closed → summary +[${s.summary.added.join(',')}] -[${s.summary.removed.join(',')}]`

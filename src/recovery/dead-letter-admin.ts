@@ -15,6 +15,7 @@ import { DeadLetterHeader } from '../fleet/dead-letter.js';
 import { openMetaBucket } from '../nats/deployment.js';
 import { isMessageNotFound, isWrongLastSequence } from '../nats/errors.js';
 import { readOrdered } from '../nats/ordered-read.js';
+import { WatermarkStore } from '../state/watermark-store.js';
 import {
   customerOfSubject,
   matches,
@@ -209,6 +210,18 @@ export class DeadLetterAdmin {
           return { seq: letter.seq, action: 'already-redriven', subject, newSeq: landed };
         }
       }
+    }
+    // Before the copy exists: the original must never be applied as well (a rebuild, or a replay
+    // under the raised limits, would find it valid now). Runners skip superseded entries.
+    const partition = Number(letter.headers[DeadLetterHeader.Partition] ?? Number.NaN);
+    if (
+      letter.sourceStream === this.names.ordersStream &&
+      letter.sourceSeq !== undefined &&
+      Number.isInteger(partition)
+    ) {
+      await new WatermarkStore(this.meta).markSuperseded(partition, letter.sourceSeq, {
+        deadLetterSeq: letter.seq,
+      });
     }
     const h = headers();
     h.set(REDRIVE_OF_HEADER, `${this.names.deadLetterStream}:${letter.seq}`);

@@ -179,10 +179,15 @@ export async function rebuildProgress(
 export function renderProgressBar(p: RebuildProgress, ratePerSec: number, width = 30): string {
   const fraction = p.total === 0 ? 1 : p.applied / p.total;
   const filled = Math.round(fraction * width);
-  const left = ratePerSec > 0 ? (p.total - p.applied) / ratePerSec : undefined;
-  const eta =
-    left === undefined
-      ? '--:--'
-      : `${Math.floor(left / 60)}:${String(Math.round(left % 60)).padStart(2, '0')}`;
+  const left = ratePerSec >= 1 ? (p.total - p.applied) / ratePerSec : undefined;
+  const eta = left === undefined || left > 359_999 ? '--:--' : clock(left);
   return `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${p.done}/${p.partitions.length} partitions  ${Math.floor(fraction * 100)}%  ${Math.round(ratePerSec).toLocaleString('en-US')} entries/s  ETA ${eta}`;
+}
+
+function clock(seconds: number): string {
+  const s = Math.round(seconds);
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  const rest = String(s % 60).padStart(2, '0');
+  return h > 0 ? `${h}:${String(m).padStart(2, '0')}:${rest}` : `${m}:${rest}`;
 }

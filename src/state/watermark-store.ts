@@ -2,7 +2,7 @@ import type { KV } from '@nats-io/kv';
 import { z } from 'zod';
 import { ErrorCode, OrderFleetError } from '../errors.js';
 import { isWrongLastSequence } from '../nats/errors.js';
-import { rebuildKey, watermarkKey } from './keys.js';
+import { rebuildKey, supersededKey, supersededKeyFilter, watermarkKey } from './keys.js';
 
 /**
  * A partition's watermark: every entry of the partition with `seq <= seq` is reflected in the
@@ -100,6 +100,26 @@ export class WatermarkStore {
       }
       throw err;
     }
+  }
+
+  /** Stream sequences of the partition's entries superseded by a redriven copy. */
+  async superseded(partition: number): Promise<Set<number>> {
+    const out = new Set<number>();
+    // history() on a bucket with history 1 yields each key's current entry once, then ends.
+    for await (const entry of await this.kv.history({ key: supersededKeyFilter(partition) })) {
+      const seq = Number(entry.key.slice(entry.key.lastIndexOf('.') + 1));
+      if (entry.operation === 'PUT') out.add(seq);
+      else out.delete(seq);
+    }
+    return out;
+  }
+
+  async markSuperseded(
+    partition: number,
+    sourceSeq: number,
+    by: { readonly deadLetterSeq: number },
+  ): Promise<void> {
+    await this.kv.put(supersededKey(partition, sourceSeq), JSON.stringify(by));
   }
 
   /** Conditional write; WRITE_CONFLICT means another runner took the partition. */

@@ -177,6 +177,18 @@ describe('dlq list, show, redrive, purge', () => {
     expect(await streamCount(d, d.names.ordersStream)).toBe(ordersAfter);
     expect(diffStates(model.expected(), await readStoredStates(d))).toEqual([]);
 
+    // A rebuild under the raised limit finds the originals valid now: they are superseded by
+    // their redriven copies and not applied a second time.
+    const rebuilt = await runCli(d, ['rebuild', '--yes', '--json'], { MAX_ITEMS_PER_EVENT: '100' });
+    expect(rebuilt.code, rebuilt.stderr).toBe(0);
+    await eventually(async () =>
+      diffStates(model.expected(), await readStoredStates(d)).length === 0 ? true : undefined,
+    );
+    const history = json<{ steps: { kind: string }[] }>(
+      await runCli(d, ['history', 'ann', '--json'], { MAX_ITEMS_PER_EVENT: '100' }),
+    );
+    expect(history.steps.filter((s) => s.kind === 'superseded')).toHaveLength(2);
+
     const listed = json<ListJson>(await runCli(d, ['dlq', 'list', '--json']));
     expect(listed.redriven).toBe(6);
 

@@ -13,6 +13,7 @@ import { customerHistory } from '../../recovery/customer-history.js';
 import { DeadLetterAdmin } from '../../recovery/dead-letter-admin.js';
 import { EVERYTHING } from '../../recovery/dead-letter-selection.js';
 import { CustomerStore } from '../../state/customer-store.js';
+import { WatermarkStore } from '../../state/watermark-store.js';
 import { commandContext, type GlobalFlags } from '../context.js';
 
 export function registerConsole(program: Command, env: NodeJS.ProcessEnv): void {
@@ -66,6 +67,7 @@ export function registerConsole(program: Command, env: NodeJS.ProcessEnv): void 
         };
         try {
           const deployment = await loadDeployment(nc, ctx.names);
+          const watermarks = new WatermarkStore(await new Kvm(nc).open(ctx.names.metaBucket));
           const aggregator = createOrderAggregator(ctx.config.worker.summary);
           const store = new CustomerStore(
             await new Kvm(nc).open(ctx.names.stateBucket),
@@ -106,6 +108,7 @@ export function registerConsole(program: Command, env: NodeJS.ProcessEnv): void 
                     partitions: deployment.partitions,
                     limits: ctx.config.limits,
                     aggregator,
+                    superseded: async (p) => watermarks.superseded(p),
                   },
                   customerId,
                 ),

@@ -6,6 +6,7 @@ import { loadDeployment } from '../../nats/deployment.js';
 import { createOrderAggregator, renderOrder } from '../../orders/order-aggregator.js';
 import { customerHistory, renderHistory } from '../../recovery/customer-history.js';
 import { CustomerStore } from '../../state/customer-store.js';
+import { WatermarkStore } from '../../state/watermark-store.js';
 import { commandContext, withConnection, type GlobalFlags } from '../context.js';
 
 export function registerHistory(program: Command, env: NodeJS.ProcessEnv): void {
@@ -21,6 +22,7 @@ export function registerHistory(program: Command, env: NodeJS.ProcessEnv): void 
       const aggregator = createOrderAggregator(ctx.config.worker.summary);
       const { history, current } = await withConnection(ctx, 'order-fleet-history', async (nc) => {
         const deployment = await loadDeployment(nc, ctx.names);
+        const watermarks = new WatermarkStore(await new Kvm(nc).open(ctx.names.metaBucket));
         const history = await customerHistory(
           {
             js: jetstream(nc),
@@ -29,6 +31,7 @@ export function registerHistory(program: Command, env: NodeJS.ProcessEnv): void 
             partitions: deployment.partitions,
             limits: ctx.config.limits,
             aggregator,
+            superseded: async (p) => watermarks.superseded(p),
           },
           customerId,
         );
