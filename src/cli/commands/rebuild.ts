@@ -3,6 +3,7 @@ import { jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import type { Command } from 'commander';
 import { ErrorCode, OrderFleetError, ValidationError } from '../../errors.js';
+import { kvLeaseStore } from '../../fleet/lease-store.js';
 import { LeaseManager } from '../../fleet/leases.js';
 import { loadDeployment } from '../../nats/deployment.js';
 import {
@@ -49,7 +50,7 @@ export function registerRebuild(program: Command, env: NodeJS.ProcessEnv): void 
             names: ctx.names,
             partitions: deployment.partitions,
             watermarks: new WatermarkStore(await kvm.open(ctx.names.metaBucket)),
-            leases: new LeaseManager(await kvm.open(ctx.names.leaseBucket), {
+            leases: new LeaseManager(kvLeaseStore(await kvm.open(ctx.names.leaseBucket)), {
               workerId: 'rebuild',
               ttlMs: 1000,
               log: ctx.log,
