@@ -50,6 +50,14 @@ export const ErrorCode = {
   CustomerQuarantined: 'CUSTOMER_QUARANTINED',
   /** `auth init` would overwrite existing files (secrets); nothing was written. */
   FilesExist: 'FILES_EXIST',
+  /** An operator's selection (dead letters, partitions, a sequence range) is malformed. */
+  InvalidSelection: 'INVALID_SELECTION',
+  /** The thing asked for (a dead letter, a customer's log) does not exist. */
+  NotFound: 'NOT_FOUND',
+  /** The stream no longer holds the whole history (retention removed its head): no rebuild. */
+  HistoryTruncated: 'HISTORY_TRUNCATED',
+  /** A destructive operation needs an explicit confirmation (`--yes`). */
+  ConfirmationRequired: 'CONFIRMATION_REQUIRED',
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];

@@ -4,6 +4,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import type { Config } from './config/config.js';
 import { FleetGaugeReporter } from './admin/fleet-gauges.js';
 import { startAdminServer } from './admin/http-server.js';
+import { startStatusReporter } from './admin/status-reporter.js';
 import { resourceNames } from './contract/names.js';
 import { closeStep } from './lifecycle/close-step.js';
 import { FleetMember } from './fleet/fleet-member.js';
@@ -174,9 +175,19 @@ async function assemble(
           fleet: () => gauges?.latest,
         });
 
+  // Counters for the console, every 2 s (or the heartbeat, if slower): cheap, core NATS only.
+  const reporter = startStatusReporter(
+    nc,
+    names,
+    worker,
+    Math.max(2000, config.worker.heartbeatMs),
+    log.child({ component: 'status-reporter', workerId }),
+  );
+
   let closing: Promise<WorkerReport> | undefined;
   const close = async (signal: AbortSignal | undefined): Promise<WorkerReport> => {
     await closeStep(log, 'stop fleet gauges', async () => gauges?.close());
+    reporter.close();
     const report = await fleet.close(signal);
     // Kept up during the drain so probes see "not ready" rather than a refused connection.
     await closeStep(log, 'close admin server', () =>

@@ -169,6 +169,8 @@ export function rolePermissions(role: Role, names: ResourceNames): RolePermissio
             ...kvReadWrite(meta),
             ...kvReadWrite(names.leaseBucket),
             ...kvReadWrite(names.memberBucket),
+            // Counters for the console (core NATS, fire and forget).
+            `${names.statusPrefix}.*`,
           ],
           // The deployment record is written by setup alone.
           deny: [`$KV.${meta}.${DEPLOYMENT_KEY}`, ...streamAdministration(names)],
@@ -206,7 +208,8 @@ export function rolePermissions(role: Role, names: ResourceNames): RolePermissio
           ],
           deny: [`$KV.>`, ...streamAdministration(names)],
         },
-        subscribe: { allow: [inbox], deny: [] },
+        // The workers' counter reports, which the console shows.
+        subscribe: { allow: [inbox, `${names.statusPrefix}.*`], deny: [] },
         allowResponses: false,
       };
     case 'admin': {

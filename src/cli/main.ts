@@ -1,8 +1,12 @@
 import { Command, CommanderError, Option } from 'commander';
 import { describeError, ErrorCode, isOrderFleetError, isValidationError } from '../errors.js';
 import { registerAuth } from './commands/auth.js';
+import { registerConsole } from './commands/console.js';
 import { registerContents } from './commands/contents.js';
+import { registerDlq } from './commands/dlq.js';
+import { registerHistory } from './commands/history.js';
 import { registerPublish } from './commands/publish.js';
+import { registerRebuild } from './commands/rebuild.js';
 import { registerNotifier } from './commands/notifier.js';
 import { registerSetup } from './commands/setup.js';
 import { registerStatus } from './commands/status.js';
@@ -33,6 +37,10 @@ export function buildProgram(env: NodeJS.ProcessEnv): Command {
   registerStatus(program, env);
   registerNotifier(program, env);
   registerAuth(program, env);
+  registerDlq(program, env);
+  registerHistory(program, env);
+  registerConsole(program, env);
+  registerRebuild(program, env);
   return program;
 }
 
@@ -55,6 +63,8 @@ function exitCodeFor(err: unknown): number {
     isOrderFleetError(err, ErrorCode.ConfigInvalid) ||
     isOrderFleetError(err, ErrorCode.ImmutableSetting) ||
     isOrderFleetError(err, ErrorCode.FilesExist) ||
+    isOrderFleetError(err, ErrorCode.ConfirmationRequired) ||
+    isOrderFleetError(err, ErrorCode.HistoryTruncated) ||
     isValidationError(err)
   ) {
     process.stderr.write(`order-fleet: ${err.message}\n`);

@@ -127,6 +127,15 @@ export const EnvSchema = z.object({
   NOTIFIER_WEBHOOK_SECRET_FILE: optionalString,
   NOTIFIER_MAX_IN_FLIGHT: int(1, 10_000).default(64),
 
+  // Console (`order-fleet console`).
+  CONSOLE_PORT: int(0, 65535).default(8080),
+  CONSOLE_HOST: z.string().min(1).default('127.0.0.1'),
+  CONSOLE_ADMIN_TOKEN: z
+    .string()
+    .min(16, 'CONSOLE_ADMIN_TOKEN must be at least 16 characters')
+    .optional(),
+  CONSOLE_CONSUMER_POLL_MS: int(1000).default(15_000),
+
   // Publisher.
   PUBLISH_MAX_IN_FLIGHT: int(1, 100_000).default(1024),
   PUBLISH_MAX_ATTEMPTS: int(1, 1000).default(30),
@@ -197,6 +206,14 @@ export interface Config {
     readonly maxInFlight: number;
   };
   readonly query: { readonly timeoutMs: number };
+  readonly console: {
+    readonly port: number;
+    readonly host: string;
+    /** Needed for actions (redrive); without it the console is read-only. */
+    readonly adminToken: string | undefined;
+    /** How often the partitions' consumer info is polled (costly on 2.9: keep it rare). */
+    readonly consumerPollMs: number;
+  };
   readonly publisher: {
     readonly maxInFlight: number;
     readonly maxAttempts: number;
@@ -299,6 +316,12 @@ export function loadConfig(env: EnvInput, overrides: EnvInput = {}): Config {
       maxInFlight: e.NOTIFIER_MAX_IN_FLIGHT,
     },
     query: { timeoutMs: e.QUERY_TIMEOUT_MS },
+    console: {
+      port: e.CONSOLE_PORT,
+      host: e.CONSOLE_HOST,
+      adminToken: e.CONSOLE_ADMIN_TOKEN,
+      consumerPollMs: e.CONSOLE_CONSUMER_POLL_MS,
+    },
     publisher: {
       maxInFlight: e.PUBLISH_MAX_IN_FLIGHT,
       maxAttempts: e.PUBLISH_MAX_ATTEMPTS,

@@ -29,6 +29,8 @@ export interface ResourceNames {
   readonly leaseBucket: string;
   /** Request/reply subjects for questions, per partition. */
   readonly queryPrefix: string;
+  /** Core NATS subjects where each worker reports its counters: `<statusPrefix>.<workerId>`. */
+  readonly statusPrefix: string;
 }
 
 export const NamespaceSchema = z
@@ -55,5 +57,6 @@ export function resourceNames(namespace = ''): ResourceNames {
     memberBucket: `${dashed}orders-members`,
     leaseBucket: `${dashed}orders-leases`,
     queryPrefix: `${dotted}order-fleet.q`,
+    statusPrefix: `${dotted}order-fleet.status`,
   };
 }

@@ -15,6 +15,8 @@ export const DeadLetterHeader = {
   SourceSubject: 'Order-Fleet-Source-Subject',
   SourceSeq: 'Order-Fleet-Source-Seq',
   Partition: 'Order-Fleet-Partition',
+  /** The source message's own Nats-Msg-Id (the event id), when it had one. */
+  SourceMsgId: 'Order-Fleet-Source-Msg-Id',
 } as const;
 
 /** Reason code for an entry that decoded but could not be applied (an aggregator bug). */
@@ -54,6 +56,8 @@ export class DeadLetterSink {
     h.set(DeadLetterHeader.SourceSubject, headerSafe(msg.subject));
     h.set(DeadLetterHeader.SourceSeq, String(msg.seq));
     h.set(DeadLetterHeader.Partition, String(partition));
+    const sourceMsgId = msg.headers?.get('Nats-Msg-Id') ?? '';
+    if (sourceMsgId !== '') h.set(DeadLetterHeader.SourceMsgId, headerSafe(sourceMsgId));
     const subject = deadLetterSubject(this.names, partition);
     const msgID = `dlq-${msg.info.stream}-${msg.seq}`;
     // The partition must not move past a bad message that is not safely filed: every failure is

@@ -204,6 +204,15 @@ export class PartitionRunner<S, E, O = never> {
   #caughtUp = false;
   #fenceError: OrderFleetError | undefined;
   #startedAt = 0;
+  /**
+   * Rebuild generation this runner is carrying out (`order-fleet rebuild`): it started from the
+   * beginning of the log with every customer empty, and records the generation in the watermark
+   * once caught up. Customers already rebuilt by this runner (they may be evicted and reloaded).
+   */
+  #rebuild: number | undefined;
+  readonly #rebuilt = new Set<string>();
+  /** Entries replaced by a redriven copy (`dlq redrive`): never applied, the copy is. */
+  #superseded = new Set<number>();
   #stats = {
     applied: 0,
     skipped: 0,
@@ -287,6 +296,10 @@ export class PartitionRunner<S, E, O = never> {
     // runner's next watermark write fail, so at most one runner can advance this partition.
     const loaded = await watermarks.load(this.partition);
     const previous = loaded.watermark;
+    // A pending rebuild request: start from the beginning of the log, discarding stored state.
+    const requested = await watermarks.rebuildRequested(this.partition);
+    if (requested > previous.rebuild) this.#rebuild = requested;
+    const from = this.#rebuild === undefined ? previous.seq : 0;
     const fenced: Watermark = {
       ...previous,
       epoch: previous.epoch + 1,
@@ -296,7 +309,8 @@ export class PartitionRunner<S, E, O = never> {
     };
     this.#watermarkRevision = await watermarks.save(this.partition, fenced, loaded.revision);
     this.#watermark = fenced;
-    this.#appliedSeq = previous.seq;
+    this.#appliedSeq = from;
+    this.#superseded = await watermarks.superseded(this.partition);
 
     // Open windows of customers nobody holds in memory are found from the timer index, not by
     // loading every customer. It is read alongside the start, not before it: with 100k open
@@ -307,10 +321,11 @@ export class PartitionRunner<S, E, O = never> {
       previous.clean ? { epoch: previous.epoch, seq: previous.seq } : undefined,
     );
     this.#indexLoaded.catch(() => undefined); // awaited (and rethrown) by the first checkpoint
-    this.#backlog = await this.#recreateConsumer(previous.seq + 1);
+    this.#backlog = await this.#recreateConsumer(from + 1);
     // After a graceful stop the previous owner applied nothing beyond W, so whatever is pending
     // is new. After a crash, the pending entries include work that must be redone: a replay.
-    this.#replaying = !previous.clean;
+    // A rebuild re-applies everything: summaries it meets again must not be sent twice.
+    this.#replaying = !previous.clean || this.#rebuild !== undefined;
     this.#log.info(
       {
         watermark: previous.seq,
@@ -318,6 +333,7 @@ export class PartitionRunner<S, E, O = never> {
         previousOwner: previous.owner,
         cleanHandoff: previous.clean,
         backlog: this.#backlog,
+        ...(this.#rebuild === undefined ? {} : { rebuild: this.#rebuild }),
       },
       'partition starting',
     );
@@ -505,6 +521,10 @@ export class PartitionRunner<S, E, O = never> {
         decoded.push(undefined); // a redelivery of something already handled
         continue;
       }
+      if (this.#superseded.has(msg.seq)) {
+        decoded.push(undefined); // its redriven copy is applied instead
+        continue;
+      }
       try {
         const entry = this.#deps.decode(msg.subject, msg.data);
         decoded.push(entry);
@@ -603,6 +623,21 @@ export class PartitionRunner<S, E, O = never> {
   async #loadTimerIndex(clean: TimerSnapshotTag | undefined): Promise<void> {
     const timers = this.#deps.timers;
     if (timers === undefined) return;
+    if (this.#rebuild !== undefined) {
+      // The index is rebuilt from the log too: every old entry is deleted at the next checkpoint
+      // unless the replay has given (or gives) its customer a timer.
+      for (const customerId of (await timers.index.load(this.partition)).keys()) {
+        if (!this.#timers.has(customerId) && !this.#timerDirty.has(customerId))
+          this.#timerDirty.set(customerId, undefined);
+      }
+      // The old snapshot's chunks are cleaned up by the next clean final checkpoint.
+      if (timers.snapshot !== undefined)
+        this.#snapshotChunkKeys = (
+          await timers.snapshot.load(this.partition, { epoch: -1, seq: -1 })
+        ).chunkKeys;
+      this.#indexReady = true;
+      return;
+    }
     const startedAt = Date.now();
     let found: Map<string, PendingTimer<E>> | undefined;
     if (timers.snapshot !== undefined) {
@@ -749,13 +784,26 @@ export class PartitionRunner<S, E, O = never> {
   async #loadAll(ids: Set<string>): Promise<void> {
     if (ids.size === 0) return;
     const limit = pLimit(this.#deps.settings.checkpointConcurrency);
+    const { customers } = this.#deps;
     const loaded = await Promise.all(
       [...ids].map((id) =>
-        limit(async () => ({ id, stored: await this.#deps.customers.load(this.partition, id) })),
+        limit(async () => ({
+          id,
+          // Rebuilding: what is stored is discarded (only its revision, for the conditional
+          // write), unless this runner wrote it.
+          stored:
+            this.#rebuild !== undefined && !this.#rebuilt.has(id)
+              ? {
+                  snapshot: customers.empty(id),
+                  revision: await customers.revision(this.partition, id),
+                }
+              : await customers.load(this.partition, id),
+        })),
       ),
     );
     for (const { id, stored } of loaded) {
       if (this.#resident.has(id)) continue;
+      if (this.#rebuild !== undefined) this.#rebuilt.add(id);
       this.#resident.set(id, { snapshot: stored.snapshot, revision: stored.revision });
       if (stored.snapshot.quarantine !== undefined) {
         this.#quarantined.set(id, stored.snapshot.quarantine);
@@ -778,6 +826,10 @@ export class PartitionRunner<S, E, O = never> {
   #checkpointDue(): boolean {
     return (
       this.#sinceCheckpoint >= this.#deps.settings.checkpointEveryEvents ||
+      // A rebuild of a partition with nothing in its log still has to be recorded as done.
+      (this.#rebuild !== undefined &&
+        this.#caughtUp &&
+        (this.#watermark?.rebuild ?? 0) < this.#rebuild) ||
       (Date.now() - this.#lastCheckpointAt >= this.#deps.settings.checkpointIntervalMs &&
         this.#lastMsg !== undefined)
     );
@@ -800,7 +852,11 @@ export class PartitionRunner<S, E, O = never> {
         `partition ${this.partition}: lease lost, not writing`,
       );
     }
-    const nothingNew = this.#dirty.size === 0 && this.#appliedSeq === watermark.seq;
+    // A rebuild is complete once caught up: that is recorded in the watermark, even when nothing
+    // else changed.
+    const rebuildDone =
+      this.#rebuild !== undefined && this.#caughtUp && watermark.rebuild < this.#rebuild;
+    const nothingNew = this.#dirty.size === 0 && this.#appliedSeq === watermark.seq && !rebuildDone;
     if (nothingNew && !final) {
       this.#lastCheckpointAt = Date.now();
       return;
@@ -874,6 +930,7 @@ export class PartitionRunner<S, E, O = never> {
       seq: this.#appliedSeq,
       clean: final,
       at: new Date().toISOString(),
+      rebuild: rebuildDone ? (this.#rebuild ?? watermark.rebuild) : watermark.rebuild,
     };
     this.#watermarkRevision = await watermarks.save(this.partition, next, this.#watermarkRevision);
     this.#watermark = next;
@@ -883,6 +940,8 @@ export class PartitionRunner<S, E, O = never> {
     this.#lastCheckpointAt = Date.now();
     this.#stats.checkpoints++;
     this.#log.debug({ watermark: next.seq, customers: dirty.length, final }, 'checkpoint');
+    if (rebuildDone)
+      this.#log.info({ rebuild: next.rebuild, watermark: next.seq }, 'partition rebuilt');
   }
 
   /**

@@ -129,6 +129,15 @@ export class CustomerStore<S> {
     return { snapshot: this.decode(customerId, json), revision: entry.revision };
   }
 
+  /**
+   * Only the KV revision of a customer's entry (0: none), without decoding it: a rebuild
+   * overwrites whatever is stored (even a corrupt snapshot) with a conditional write.
+   */
+  async revision(partition: number, customerId: string): Promise<number> {
+    const entry = await this.kv.get(customerKey(partition, customerId));
+    return entry?.revision ?? 0;
+  }
+
   /** Writes `snapshot` if the key is still at `revision`; returns the new revision. */
   async save(partition: number, snapshot: CustomerSnapshot<S>, revision: number): Promise<number> {
     const key = customerKey(partition, snapshot.customerId);

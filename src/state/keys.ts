@@ -29,6 +29,24 @@ export function watermarkKey(partition: number): string {
   return `wm.${partition}`;
 }
 
+/** A rebuild request for a partition, in the meta bucket: `rebuild.<p>`. */
+export function rebuildKey(partition: number): string {
+  return `rebuild.${partition}`;
+}
+
+/**
+ * An entry of the orders stream superseded by its redriven copy (`order-fleet dlq redrive`), in
+ * the meta bucket: `superseded.<p>.<source seq>`. Runners never apply it, so a rebuild (or a
+ * replay under raised limits) that finds the original valid does not apply it twice.
+ */
+export function supersededKey(partition: number, sourceSeq: number): string {
+  return `superseded.${partition}.${sourceSeq}`;
+}
+
+export function supersededKeyFilter(partition: number): string {
+  return `superseded.${partition}.>`;
+}
+
 /** Timer index entry of a customer with an open timer: `t.<p>.<token>`. */
 export function timerKey(partition: number, customerId: string): string {
   return `t${customerKey(partition, customerId).slice(1)}`;

@@ -2,7 +2,7 @@ import type { KV } from '@nats-io/kv';
 import { z } from 'zod';
 import { ErrorCode, OrderFleetError } from '../errors.js';
 import { isWrongLastSequence } from '../nats/errors.js';
-import { watermarkKey } from './keys.js';
+import { rebuildKey, supersededKey, supersededKeyFilter, watermarkKey } from './keys.js';
 
 /**
  * A partition's watermark: every entry of the partition with `seq <= seq` is reflected in the
@@ -16,6 +16,12 @@ export const WatermarkSchema = z.object({
   owner: z.string(),
   clean: z.boolean(),
   at: z.string(),
+  /**
+   * The last rebuild generation this partition completed (see {@link RebuildRequestSchema}):
+   * written once a rebuilding runner has caught up, so a rebuild interrupted by a crash or a
+   * handoff starts over from the beginning of the log instead of resuming on half-rebuilt state.
+   */
+  rebuild: z.number().int().min(0).default(0),
 });
 export type Watermark = z.infer<typeof WatermarkSchema>;
 
@@ -30,7 +36,15 @@ const INITIAL: Watermark = {
   owner: '',
   clean: true,
   at: new Date(0).toISOString(),
+  rebuild: 0,
 };
+
+/** `order-fleet rebuild` asks for a partition to be recomputed from the start of the log. */
+export const RebuildRequestSchema = z.object({
+  generation: z.number().int().min(1),
+  requestedAt: z.string(),
+});
+export type RebuildRequest = z.infer<typeof RebuildRequestSchema>;
 
 export class WatermarkStore {
   constructor(private readonly kv: KV) {}
@@ -50,6 +64,62 @@ export class WatermarkStore {
     const parsed = WatermarkSchema.safeParse(json);
     if (!parsed.success) throw corrupt(partition, parsed.error);
     return { watermark: parsed.data, revision: entry.revision };
+  }
+
+  /** The rebuild generation requested for the partition (0: none ever). */
+  async rebuildRequested(partition: number): Promise<number> {
+    return (await this.loadRebuildRequest(partition)).request?.generation ?? 0;
+  }
+
+  async loadRebuildRequest(
+    partition: number,
+  ): Promise<{ request: RebuildRequest | undefined; revision: number }> {
+    const entry = await this.kv.get(rebuildKey(partition));
+    if (entry === null) return { request: undefined, revision: 0 };
+    if (entry.operation !== 'PUT') return { request: undefined, revision: entry.revision };
+    return { request: RebuildRequestSchema.parse(entry.json()), revision: entry.revision };
+  }
+
+  /** Conditional write of a rebuild request; WRITE_CONFLICT when another request came first. */
+  async requestRebuild(
+    partition: number,
+    request: RebuildRequest,
+    revision: number,
+  ): Promise<void> {
+    const key = rebuildKey(partition);
+    try {
+      if (revision === 0) await this.kv.create(key, JSON.stringify(request));
+      else await this.kv.update(key, JSON.stringify(request), revision);
+    } catch (err) {
+      if (isWrongLastSequence(err)) {
+        throw new OrderFleetError(
+          ErrorCode.WriteConflict,
+          `rebuild of partition ${partition} was requested by someone else meanwhile`,
+          { cause: err, details: { partition } },
+        );
+      }
+      throw err;
+    }
+  }
+
+  /** Stream sequences of the partition's entries superseded by a redriven copy. */
+  async superseded(partition: number): Promise<Set<number>> {
+    const out = new Set<number>();
+    // history() on a bucket with history 1 yields each key's current entry once, then ends.
+    for await (const entry of await this.kv.history({ key: supersededKeyFilter(partition) })) {
+      const seq = Number(entry.key.slice(entry.key.lastIndexOf('.') + 1));
+      if (entry.operation === 'PUT') out.add(seq);
+      else out.delete(seq);
+    }
+    return out;
+  }
+
+  async markSuperseded(
+    partition: number,
+    sourceSeq: number,
+    by: { readonly deadLetterSeq: number },
+  ): Promise<void> {
+    await this.kv.put(supersededKey(partition, sourceSeq), JSON.stringify(by));
   }
 
   /** Conditional write; WRITE_CONFLICT means another runner took the partition. */
