@@ -51,7 +51,7 @@ describe('fleet rolling restart under load', () => {
   it('replaces every worker with nothing lost, nothing applied twice and nothing replayed', async () => {
     const { dep, workers, step } = await startFleetScenario(teardown, {
       partitions: PARTITIONS,
-      leaseTtlMs: 3000,
+      leaseTtlMs: 8000,
     });
     const load = startLoad(teardown, dep, {
       customers: CUSTOMERS,

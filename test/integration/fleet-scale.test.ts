@@ -47,7 +47,7 @@ describe('fleet scale 1 → 3 → 1 under load', () => {
   it('keeps every customer exact, ends with w1 owning everything, and never pauses partitions that stay', async () => {
     const { dep, workers, step } = await startFleetScenario(teardown, {
       partitions: PARTITIONS,
-      leaseTtlMs: 3000,
+      leaseTtlMs: 8000,
     });
     const load = startLoad(teardown, dep, {
       customers: CUSTOMERS,
