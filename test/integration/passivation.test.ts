@@ -156,7 +156,11 @@ async function setUp(
   metrics: () => Promise<number>;
 }> {
   server = await startNatsServer();
-  const d = await provision(server.url, { isolate: false, leaseTtlMs: 8000, env: NO_SUMMARY_TIMERS });
+  const d = await provision(server.url, {
+    isolate: false,
+    leaseTtlMs: 8000,
+    env: NO_SUMMARY_TIMERS,
+  });
   dep = d;
   const loads = new LoadCounter(d.nc, d.names.stateBucket);
   await d.nc.flush();
