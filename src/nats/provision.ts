@@ -78,6 +78,12 @@ const HARDENED = { deny_delete: true, deny_purge: true, allow_rollup_hdrs: false
  * compact delete markers, but no role's permissions include the purge API. Direct gets are on so
  * the deployment record can be read key by key (see loadDeployment).
  */
+/**
+ * The dead-letter stream keeps single-message deletes: `order-fleet dlq purge` drops exactly the
+ * dead letters an operator selected. Only the admin role's permissions include that API.
+ */
+const DLQ_HARDENED = { deny_delete: false, deny_purge: true, allow_rollup_hdrs: false } as const;
+
 const KV_HARDENED = { deny_delete: true, allow_rollup_hdrs: false, allow_direct: true } as const;
 const IMMUTABLE: readonly (keyof Managed)[] = ['storage', 'retention'];
 
@@ -113,7 +119,7 @@ export async function setupDeployment(
   );
   resources.push(
     await ensureStream(jsm, {
-      ...HARDENED,
+      ...DLQ_HARDENED,
       name: names.deadLetterStream,
       subjects: [`${names.deadLetterPrefix}.>`, names.deadLetterNotifications],
       storage: StorageType.File,

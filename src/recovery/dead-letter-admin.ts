@@ -159,7 +159,8 @@ export class DeadLetterAdmin {
     for (const letter of letters) {
       if (await this.jsm.streams.deleteMessage(this.names.deadLetterStream, letter.seq, false))
         purged++;
-      await this.meta.purge(redriveKey(letter.seq));
+      // A delete marker, not a purge: buckets refuse rollup headers, which a KV purge uses.
+      await this.meta.delete(redriveKey(letter.seq));
     }
     return purged;
   }

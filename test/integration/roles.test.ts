@@ -105,7 +105,8 @@ describe.each([{ tls: false }, { tls: true }])('roles (tls: $tls)', ({ tls }) =>
     ]) {
       const config = (await jsm.streams.info(stream)).config;
       expect(config, stream).toMatchObject({
-        deny_delete: true,
+        // Dead letters can be deleted one by one (`dlq purge`, admin only).
+        deny_delete: stream !== dep.names.deadLetterStream,
         deny_purge: true,
         allow_rollup_hdrs: false,
       });
