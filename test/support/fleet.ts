@@ -202,10 +202,18 @@ export function runCli(
   args: readonly string[],
   env: Readonly<Record<string, string>> = {},
 ): Promise<CliResult> {
+  return spawnCli(args, { ...process.env, ...dep.env, LOG_LEVEL: 'warn', ...env });
+}
+
+/** Runs `order-fleet <args>` as a real process with exactly this environment. */
+export function spawnCli(
+  args: readonly string[],
+  env: Readonly<Record<string, string | undefined>>,
+): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [CLI, ...args], {
       cwd: REPO_ROOT,
-      env: { ...process.env, ...dep.env, LOG_LEVEL: 'warn', ...env },
+      env,
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stdout = '';

@@ -1,7 +1,6 @@
 // Least-privilege fixtures: run the real `order-fleet auth init`, start a real nats-server that
 // includes the generated nats-auth.conf, and connect as a role from that role's files alone.
 
-import { spawn } from 'node:child_process';
 import { connect as netConnect } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
@@ -14,7 +13,7 @@ import { ROLES, type Role } from '../../src/auth/roles.js';
 import { loadConfig } from '../../src/config/config.js';
 import { resourceNames, type ResourceNames } from '../../src/contract/names.js';
 import { connectNats } from '../../src/nats/connection.js';
-import { CLI, REPO_ROOT, type CliResult, type TestDeployment } from './fleet.js';
+import { spawnCli, type CliResult, type TestDeployment } from './fleet.js';
 import { startNatsServer, type NatsServerHandle } from './nats-server.js';
 
 export interface AuthFixture {
@@ -37,19 +36,7 @@ export function runCliWith(
   args: readonly string[],
   env: Record<string, string>,
 ): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], {
-      cwd: REPO_ROOT,
-      env: { PATH: process.env['PATH'] ?? '', LOG_LEVEL: 'warn', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c));
-    child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
-    child.on('error', reject);
-    child.on('exit', (code) => resolve({ code, stdout, stderr }));
-  });
+  return spawnCli(args, { PATH: process.env['PATH'] ?? '', LOG_LEVEL: 'warn', ...env });
 }
 
 export async function startAuthFixture(
