@@ -63,7 +63,22 @@ export async function acquireNats(): Promise<AcquiredNats> {
       { cause: binaryMissing },
     );
   }
-  return startContainer();
+  try {
+    return await startContainer();
+  } catch (err) {
+    // A reachable engine without the image (no registry here) is the common case on CI
+    // machines: say what was tried instead of surfacing a pull error from deep inside.
+    throw new NatsUnavailableError(
+      'No NATS available for integration tests: NATS_URL is not set, ' +
+        `${binaryMissing.message}, and the Docker engine could not start ${containerImage()} ` +
+        `(set NATS_CONTAINER_IMAGE to a local image): ${err instanceof Error ? err.message : String(err)}`,
+      { cause: err },
+    );
+  }
+}
+
+function containerImage(): string {
+  return process.env['NATS_CONTAINER_IMAGE'] ?? DEFAULT_CONTAINER_IMAGE;
 }
 
 /**
@@ -110,7 +125,7 @@ async function findDockerProblem(): Promise<string | undefined> {
 
 async function startContainer(): Promise<AcquiredNats> {
   const { NatsContainer } = await import('@testcontainers/nats');
-  const image = process.env['NATS_CONTAINER_IMAGE'] ?? DEFAULT_CONTAINER_IMAGE;
+  const image = containerImage();
   // NatsContainer always adds `--user test --pass test`, but nats.js ignores
   // credentials embedded in a URL, so callers that only get `url` could not
   // authenticate. Run the server through `sh -c` instead: the container's
