@@ -63,7 +63,15 @@ export interface TimerHost<E> {
    * index stays complete (crash path, older versions). Optional: without it, the index only.
    */
   readonly snapshot?: TimerSnapshotStore<E>;
-  append(partition: number, customerId: string, timer: PendingTimer<E>): Promise<void>;
+  /**
+   * Appends the timer's entry to the log, under its deterministic id. Resolves with the sequence
+   * of the entry, and whether it was already there.
+   */
+  append(
+    partition: number,
+    customerId: string,
+    timer: PendingTimer<E>,
+  ): Promise<{ readonly kind: 'appended' | 'duplicate'; readonly seq: number }>;
   /** How often due timers are looked for. */
   readonly tickMs: number;
 }
@@ -238,6 +246,13 @@ export class PartitionRunner<S, E, O = never> {
   #timersFrom: 'snapshot' | 'index' | 'none' = 'none';
   /** Due time of each customer's earliest entry in the heap. */
   readonly #queuedDue = new Map<string, number>();
+  /**
+   * Customers whose due timer was already in the log at or below what this runner has handled:
+   * the timer came from an index entry older than the customer's state (a crash between the
+   * state write and the index write, or a stale index read at start), so it will never be
+   * delivered again. Their state, loaded between batches, decides the timer instead.
+   */
+  readonly #staleTimers = new Map<string, string>(); // customer → the stale timer's id
   #tick: NodeJS.Timeout | undefined;
   /** Outputs being published; a checkpoint waits for all of them before moving the watermark. */
   #pendingOutputs: Promise<void>[] = [];
@@ -445,6 +460,7 @@ export class PartitionRunner<S, E, O = never> {
     try {
       while (!this.#intakeStopped || this.#queue.length > 0) {
         if (this.#fenceError !== undefined) throw this.#fenceError;
+        if (this.#staleTimers.size > 0) await this.#reloadStale();
         if (this.#queue.length === 0) {
           await this.#idle();
         } else {
@@ -740,14 +756,50 @@ export class PartitionRunner<S, E, O = never> {
       }
       this.#firing.add(timer.id);
       this.#stats.timersFired++;
-      timers.append(this.partition, due.customerId, timer).catch((err: unknown) => {
-        this.#log.warn(
-          { customerId: due.customerId, timer: timer.id, err: describeError(err) },
-          'timer append failed, retrying',
-        );
-        this.#firing.delete(timer.id);
-        this.#enqueue(due.customerId, Date.now() + 1000);
-      });
+      const { customerId } = due;
+      timers.append(this.partition, customerId, timer).then(
+        (outcome) => {
+          // An entry still ahead of us closes the window when it is applied, as usual.
+          if (outcome.kind === 'appended' || outcome.seq > this.#appliedSeq) return;
+          this.#staleTimers.set(customerId, timer.id);
+          this.#wake?.();
+        },
+        (err: unknown) => {
+          this.#log.warn(
+            { customerId: due.customerId, timer: timer.id, err: describeError(err) },
+            'timer append failed, retrying',
+          );
+          this.#firing.delete(timer.id);
+          this.#enqueue(customerId, Date.now() + 1000);
+        },
+      );
+    }
+  }
+
+  /** Recomputes the timers of {@link #staleTimers} from each customer's state. */
+  async #reloadStale(): Promise<void> {
+    const stale = new Map(this.#staleTimers);
+    this.#staleTimers.clear();
+    const toLoad = new Set<string>();
+    for (const [id, timerId] of stale) {
+      // Only while that timer is still the customer's: anything else changed it since.
+      if (this.#timers.get(id)?.id !== timerId) {
+        stale.delete(id);
+        continue;
+      }
+      this.#firing.delete(timerId);
+      const resident = this.#resident.get(id);
+      if (resident === undefined) toLoad.add(id);
+      else if (resident.snapshot.quarantine === undefined)
+        this.#syncTimer(id, resident.snapshot.state);
+    }
+    await this.#loadAll(toLoad); // syncs the timer of each customer it loads
+    for (const [customerId, timerId] of stale) {
+      if (this.#timers.get(customerId)?.id !== timerId) continue;
+      // The state still holds a timer whose entry is behind us: it can only come back
+      // through a replay. Look again later rather than spin.
+      this.#log.warn({ customerId, timer: timerId }, 'due timer already in the log; rechecking');
+      this.#enqueue(customerId, Date.now() + 5000);
     }
   }
 
@@ -831,7 +883,9 @@ export class PartitionRunner<S, E, O = never> {
         this.#caughtUp &&
         (this.#watermark?.rebuild ?? 0) < this.#rebuild) ||
       (Date.now() - this.#lastCheckpointAt >= this.#deps.settings.checkpointIntervalMs &&
-        this.#lastMsg !== undefined)
+        // Index repairs (stale entries found at start or by a due timer) are written even
+        // when no new entry arrives, so the index does not keep a closed window open.
+        (this.#lastMsg !== undefined || this.#timerDirty.size > 0))
     );
   }
 
@@ -856,7 +910,11 @@ export class PartitionRunner<S, E, O = never> {
     // else changed.
     const rebuildDone =
       this.#rebuild !== undefined && this.#caughtUp && watermark.rebuild < this.#rebuild;
-    const nothingNew = this.#dirty.size === 0 && this.#appliedSeq === watermark.seq && !rebuildDone;
+    const nothingNew =
+      this.#dirty.size === 0 &&
+      this.#timerDirty.size === 0 &&
+      this.#appliedSeq === watermark.seq &&
+      !rebuildDone;
     if (nothingNew && !final) {
       this.#lastCheckpointAt = Date.now();
       return;

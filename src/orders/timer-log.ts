@@ -5,6 +5,14 @@ import type { OrderEntry } from './order-aggregator.js';
 import { timerSubject } from './order-log.js';
 
 /**
+ * What an append did: stored a new entry, or found this very timer entry already in the log at
+ * `seq` (a retry, another owner, or a timer read from a stale index after its window closed).
+ */
+export type TimerAppendOutcome =
+  | { readonly kind: 'appended'; readonly seq: number }
+  | { readonly kind: 'duplicate'; readonly seq: number };
+
+/**
  * Appends a due timer to the customer's log. The message id is the timer's deterministic id, so
  * two owners or a retry store one entry. If the server answers "duplicate" but the stored message
  * is not this timer entry (an id taken by a publisher that ignored the reserved prefix), the
@@ -14,15 +22,20 @@ export function timerAppender(
   js: JetStreamClient,
   jsm: JetStreamManager,
   names: ResourceNames,
-): (partition: number, customerId: string, timer: PendingTimer<OrderEntry>) => Promise<void> {
+): (
+  partition: number,
+  customerId: string,
+  timer: PendingTimer<OrderEntry>,
+) => Promise<TimerAppendOutcome> {
   return async (partition, customerId, timer) => {
     const subject = timerSubject(names, partition, customerId);
     const data = JSON.stringify(timer.entry);
     const opts = { expect: { streamName: names.ordersStream } };
     const ack = await js.publish(subject, data, { ...opts, msgID: timer.id });
-    if (!ack.duplicate) return;
+    if (!ack.duplicate) return { kind: 'appended', seq: ack.seq };
     const stored = await jsm.streams.getMessage(names.ordersStream, { seq: ack.seq });
-    if (stored !== null && stored.subject === subject) return;
-    await js.publish(subject, data, { ...opts, msgID: `${timer.id}-${ack.seq}` });
+    if (stored !== null && stored.subject === subject) return { kind: 'duplicate', seq: ack.seq };
+    const again = await js.publish(subject, data, { ...opts, msgID: `${timer.id}-${ack.seq}` });
+    return { kind: again.duplicate ? 'duplicate' : 'appended', seq: again.seq };
   };
 }
