@@ -5,7 +5,6 @@ import {
   type JetStreamManager,
   type StreamConfig,
 } from '@nats-io/jetstream';
-import { Kvm } from '@nats-io/kv';
 import { nanos, type NatsConnection } from '@nats-io/transport-node';
 import type { ResourceNames } from '../contract/names.js';
 import { ordersStreamSubjects } from '../contract/subjects.js';
@@ -223,12 +222,22 @@ async function ensureBucket(
   }
   let action: SetupAction = 'updated';
   if (config === undefined) {
+    // The bucket's stream is created hardened in one step, in the layout the KV API expects
+    // (ADR-8: subjects `$KV.<bucket>.>`, limits retention, discard new), rather than created by
+    // `Kvm.create` and then updated: a 2.9 cluster node replaying that update from its meta log
+    // on restart fails ("can not cancel deny message deletes") and crashes.
     // history 1: entries are whole snapshots, older revisions are worthless.
-    await new Kvm(nc).create(bucket, {
-      history: 1,
-      replicas,
+    await jsm.streams.add({
+      name: stream,
+      subjects: [`$KV.${bucket}.>`],
+      retention: RetentionPolicy.Limits,
+      discard: DiscardPolicy.New,
       storage: StorageType.File,
-      ...(ttlMs > 0 ? { ttl: ttlMs } : {}),
+      max_msgs_per_subject: 1,
+      max_msg_size: -1,
+      num_replicas: replicas,
+      max_age: nanos(ttlMs),
+      ...KV_HARDENED,
     });
     config = (await jsm.streams.info(stream)).config;
     action = 'created';

@@ -112,10 +112,50 @@ async function startClusterOnce(size: number, opts: StartNatsClusterOptions): Pr
     await Promise.all(servers.map((s) => waitForJetStream(s, Math.max(1, deadline - Date.now()))));
     const urls = servers.map((s) => s.url);
     await waitForMetaLeader(urls, deadline);
+    await waitForMetaPeers(servers, deadline);
     return { servers, urls, url: urls.join(','), cleanup };
   } catch (err) {
     await cleanup();
     throw err;
+  }
+}
+
+interface MetaClusterView {
+  readonly leader?: string;
+  readonly replicas?: readonly { readonly current?: boolean }[];
+}
+
+/**
+ * A meta leader alone does not mean every peer is known: an R3 stream created right then fails
+ * with "no suitable peers for placement". Waits until the leader's `/jsz` lists every other node
+ * as a current peer.
+ */
+async function waitForMetaPeers(
+  servers: readonly NatsServerHandle[],
+  deadline: number,
+): Promise<void> {
+  let last = 'no answer';
+  for (;;) {
+    for (const server of servers) {
+      const base = server.monitorUrl();
+      if (base === undefined) continue;
+      try {
+        const res = await fetch(`${base}/jsz`, { signal: AbortSignal.timeout(2_000) });
+        const meta = ((await res.json()) as { meta_cluster?: MetaClusterView }).meta_cluster;
+        const replicas = meta?.replicas ?? [];
+        last = JSON.stringify(meta ?? {});
+        if (
+          meta?.leader === server.name &&
+          replicas.length === servers.length - 1 &&
+          replicas.every((r) => r.current === true)
+        )
+          return;
+      } catch (err) {
+        last = err instanceof Error ? err.message : String(err);
+      }
+    }
+    if (Date.now() > deadline) throw new Error(`JetStream cluster peers not all current: ${last}`);
+    await sleep(50);
   }
 }
 
