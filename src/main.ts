@@ -26,6 +26,7 @@ import {
 import { decodeTimerEntry, orderEntryDecoder } from './orders/order-log.js';
 import { timerAppender } from './orders/timer-log.js';
 import type { SummaryNotification } from './orders/summary.js';
+import type { Aggregator } from './orders/aggregator.js';
 import { TimerIndex } from './state/timer-index.js';
 import { TimerSnapshotStore } from './state/timer-snapshot.js';
 
@@ -46,11 +47,25 @@ export interface RunningWorker {
   releaseLeasesNow(): Promise<void>;
 }
 
+export type OrderAggregator = Aggregator<OrderState, OrderEntry, SummaryNotification>;
+
+export interface StartOrderWorkerOptions {
+  /**
+   * Wraps (or replaces) the order aggregator the worker folds entries with: a decorator that adds
+   * metrics or tracing, or, in tests, one whose apply() fails for chosen entries.
+   */
+  readonly aggregator?: (standard: OrderAggregator) => OrderAggregator;
+}
+
 /**
  * Composition root of the worker process: config in, a running fleet member out. Every module
  * gets what it needs from here; nothing below reads the environment.
  */
-export async function startOrderWorker(config: Config, log: Logger): Promise<RunningWorker> {
+export async function startOrderWorker(
+  config: Config,
+  log: Logger,
+  options: StartOrderWorkerOptions = {},
+): Promise<RunningWorker> {
   const names = resourceNames(config.namespace);
   const workerId = config.worker.id;
   const nc = await connectNats(
@@ -60,7 +75,7 @@ export async function startOrderWorker(config: Config, log: Logger): Promise<Run
   );
   try {
     const deployment = await loadDeployment(nc, names);
-    return await assemble(nc, config, deployment, log);
+    return await assemble(nc, config, deployment, log, options);
   } catch (err) {
     // Without this the open connection would keep a failed process alive.
     await nc.close();
@@ -73,6 +88,7 @@ async function assemble(
   config: Config,
   deployment: Deployment,
   log: Logger,
+  options: StartOrderWorkerOptions,
 ): Promise<RunningWorker> {
   const names = resourceNames(config.namespace);
   const workerId = config.worker.id;
@@ -104,7 +120,7 @@ async function assemble(
     worker: config.worker,
     leases,
     domain: {
-      aggregator: createOrderAggregator(config.worker.summary),
+      aggregator: (options.aggregator ?? ((a) => a))(createOrderAggregator(config.worker.summary)),
       decoder: orderEntryDecoder(names, deployment.partitions, config.limits),
       render: renderOrder,
       outputs: new SummarySink(js, jsm, names, log.child({ component: 'summaries', workerId })),
