@@ -157,6 +157,8 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     cluster = await startNatsCluster({
       size: 3,
       noAdvertise: true,
+      // What production runs (the README's advice): acked writes survive a node's kill -9.
+      syncAlways: true,
       ...(o.natsServerBinary === undefined ? {} : { binary: o.natsServerBinary }),
     });
     const c = cluster;

@@ -85,7 +85,7 @@ function fleet(dep: TestDeployment): {
 
 describe('NATS cluster and network failures under a loaded fleet', () => {
   it('kill -9 and restart of each node of a 3-node R3 cluster: every worker stays up, state equals the model', async () => {
-    const cluster = await startNatsCluster();
+    const cluster = await startNatsCluster({ syncAlways: true });
     teardown.push(() => cluster.cleanup());
     const dep = await provision(cluster.url, {
       partitions: 6,

@@ -29,6 +29,8 @@ export interface StartNatsClusterOptions {
    * nodes' real addresses from INFO and may reconnect around the relay.
    */
   noAdvertise?: boolean;
+  /** Every node with `sync_interval: always` where the server has it (see startNatsServer). */
+  syncAlways?: boolean;
 }
 
 export interface NatsCluster {
@@ -96,6 +98,7 @@ async function startClusterOnce(size: number, opts: StartNatsClusterOptions): Pr
           opts.configText ?? '',
         ].join('\n'),
         ...(opts.binary !== undefined ? { binary: opts.binary } : {}),
+        ...(opts.syncAlways !== undefined ? { syncAlways: opts.syncAlways } : {}),
       }),
     ),
   );
