@@ -27,7 +27,7 @@ import type { Watermark, WatermarkStore } from '../state/watermark-store.js';
 import type { TimerIndex } from '../state/timer-index.js';
 import type { TimerSnapshotStore, TimerSnapshotTag } from '../state/timer-snapshot.js';
 import type { DeadLetterSink } from './dead-letter.js';
-import { TimerQueue } from './timer-queue.js';
+import { PartitionTimers } from './partition-timers.js';
 import { answerQuery, type ContentsAnswer } from './queries.js';
 import { partitionConsumerName, querySubject } from '../contract/internal-names.js';
 
@@ -231,28 +231,14 @@ export class PartitionRunner<S, E, O = never> {
     timersFired: 0,
   };
 
-  // Durable timers: the current timer of every customer of the partition with one (resident or
-  // not), a heap by due time, the index entries to write at the next checkpoint, and the timer
-  // ids already appended (or being appended) to the log.
-  readonly #timers = new Map<string, PendingTimer<E>>();
-  readonly #timerQueue = new TimerQueue();
-  readonly #timerDirty = new Map<string, PendingTimer<E> | undefined>();
-  readonly #firing = new Set<string>();
+  // Durable timers (what is open, due, firing, to be indexed): pure bookkeeping, see its file.
+  readonly #timers = new PartitionTimers<E>();
   #indexLoaded: Promise<void> = Promise.resolve();
   #indexReady = false;
   /** `ts.<p>.*` keys seen at start: the final snapshot deletes the ones it does not rewrite. */
   #snapshotChunkKeys = 0;
   /** Where this runner's open timers came from at start (for the log and the bench). */
   #timersFrom: 'snapshot' | 'index' | 'none' = 'none';
-  /** Due time of each customer's earliest entry in the heap. */
-  readonly #queuedDue = new Map<string, number>();
-  /**
-   * Customers whose due timer was already in the log at or below what this runner has handled:
-   * the timer came from an index entry older than the customer's state (a crash between the
-   * state write and the index write, or a stale index read at start), so it will never be
-   * delivered again. Their state, loaded between batches, decides the timer instead.
-   */
-  readonly #staleTimers = new Map<string, string>(); // customer → the stale timer's id
   #tick: NodeJS.Timeout | undefined;
   /** Outputs being published; a checkpoint waits for all of them before moving the watermark. */
   #pendingOutputs: Promise<void>[] = [];
@@ -460,7 +446,7 @@ export class PartitionRunner<S, E, O = never> {
     try {
       while (!this.#intakeStopped || this.#queue.length > 0) {
         if (this.#fenceError !== undefined) throw this.#fenceError;
-        if (this.#staleTimers.size > 0) await this.#reloadStale();
+        if (this.#timers.staleSize > 0) await this.#reloadStale();
         if (this.#queue.length === 0) {
           await this.#idle();
         } else {
@@ -620,20 +606,12 @@ export class PartitionRunner<S, E, O = never> {
     resident.snapshot = { ...resident.snapshot, lastSeq: msg.seq, quarantine };
     this.#dirty.add(customerId);
     this.#quarantined.set(customerId, quarantine);
-    this.#dropTimer(customerId);
+    // A quarantined customer waits for nothing: its timer (and index entry) go.
+    this.#timers.drop(customerId);
     this.#log.error(
       { customerId, seq: msg.seq, reason: quarantine.reason },
       'customer quarantined',
     );
-  }
-
-  /** A quarantined customer waits for nothing: its timer (and index entry) go. */
-  #dropTimer(customerId: string): void {
-    const current = this.#timers.get(customerId);
-    if (current === undefined) return;
-    this.#firing.delete(current.id);
-    this.#timers.delete(customerId);
-    this.#timerDirty.set(customerId, undefined);
   }
 
   async #loadTimerIndex(clean: TimerSnapshotTag | undefined): Promise<void> {
@@ -643,8 +621,7 @@ export class PartitionRunner<S, E, O = never> {
       // The index is rebuilt from the log too: every old entry is deleted at the next checkpoint
       // unless the replay has given (or gives) its customer a timer.
       for (const customerId of (await timers.index.load(this.partition)).keys()) {
-        if (!this.#timers.has(customerId) && !this.#timerDirty.has(customerId))
-          this.#timerDirty.set(customerId, undefined);
+        this.#timers.forgetIndexed(customerId);
       }
       // The old snapshot's chunks are cleaned up by the next clean final checkpoint.
       if (timers.snapshot !== undefined)
@@ -669,7 +646,7 @@ export class PartitionRunner<S, E, O = never> {
       // Entries applied meanwhile are newer than the index: a customer already touched by this
       // runner has its timer (or none) from its state.
       if (this.#resident.has(customerId) || this.#timers.has(customerId)) continue;
-      this.#setTimer(customerId, timer);
+      this.#timers.restore(customerId, timer);
     }
     this.#indexReady = true;
     this.#log.debug(
@@ -696,36 +673,10 @@ export class PartitionRunner<S, E, O = never> {
     this.#pendingOutputs.push(pending);
   }
 
-  /** Recomputes a customer's timer after its state changed; schedules and indexes a change. */
+  /** Recomputes a customer's timer after its state changed. */
   #syncTimer(customerId: string, state: S): void {
     if (this.#deps.timers === undefined) return;
-    const next = this.#deps.aggregator.timer?.(customerId, state);
-    const current = this.#timers.get(customerId);
-    if (next?.id === current?.id) return;
-    if (current !== undefined) this.#firing.delete(current.id);
-    if (next === undefined) this.#timers.delete(customerId);
-    else this.#setTimer(customerId, next);
-    // The index follows series changes only (a window opening or closing), not every moved
-    // deadline: that keeps it at two writes per window instead of one per checkpoint.
-    if (next?.series !== current?.series) this.#timerDirty.set(customerId, next);
-  }
-
-  #setTimer(customerId: string, timer: PendingTimer<E>): void {
-    this.#timers.set(customerId, timer);
-    this.#enqueue(customerId, timer.dueAtMs);
-  }
-
-  /**
-   * Keeps at most one live heap entry per customer, at or before its timer's due time: a deadline
-   * that moves later (every change of an open window) costs nothing here; the entry pops at the
-   * old time and is pushed again for the new one. Without this the heap would grow by one entry
-   * per event.
-   */
-  #enqueue(customerId: string, dueAtMs: number): void {
-    const queued = this.#queuedDue.get(customerId);
-    if (queued !== undefined && queued <= dueAtMs) return;
-    this.#queuedDue.set(customerId, dueAtMs);
-    this.#timerQueue.push({ dueAtMs, customerId });
+    this.#timers.sync(customerId, this.#deps.aggregator.timer?.(customerId, state));
   }
 
   /**
@@ -744,50 +695,31 @@ export class PartitionRunner<S, E, O = never> {
       !this.#deps.settings.canWrite()
     )
       return;
-    const now = Date.now();
-    for (const due of this.#timerQueue.popDue(now)) {
-      if (this.#queuedDue.get(due.customerId) === due.dueAtMs)
-        this.#queuedDue.delete(due.customerId);
-      const timer = this.#timers.get(due.customerId);
-      if (timer === undefined || this.#firing.has(timer.id)) continue; // closed, or already appended
-      if (timer.dueAtMs > now) {
-        this.#enqueue(due.customerId, timer.dueAtMs); // the deadline moved: come back then
-        continue;
-      }
-      this.#firing.add(timer.id);
+    for (const { customerId, timer } of this.#timers.due(Date.now())) {
       this.#stats.timersFired++;
-      const { customerId } = due;
       timers.append(this.partition, customerId, timer).then(
         (outcome) => {
           // An entry still ahead of us closes the window when it is applied, as usual.
           if (outcome.kind === 'appended' || outcome.seq > this.#appliedSeq) return;
-          this.#staleTimers.set(customerId, timer.id);
+          this.#timers.appendedBehind(customerId, timer.id);
           this.#wake?.();
         },
         (err: unknown) => {
           this.#log.warn(
-            { customerId: due.customerId, timer: timer.id, err: describeError(err) },
+            { customerId, timer: timer.id, err: describeError(err) },
             'timer append failed, retrying',
           );
-          this.#firing.delete(timer.id);
-          this.#enqueue(customerId, Date.now() + 1000);
+          this.#timers.appendFailed(customerId, timer.id, Date.now() + 1000);
         },
       );
     }
   }
 
-  /** Recomputes the timers of {@link #staleTimers} from each customer's state. */
+  /** A due timer found behind the runner: each customer's state decides it instead. */
   async #reloadStale(): Promise<void> {
-    const stale = new Map(this.#staleTimers);
-    this.#staleTimers.clear();
+    const stale = this.#timers.takeStale();
     const toLoad = new Set<string>();
-    for (const [id, timerId] of stale) {
-      // Only while that timer is still the customer's: anything else changed it since.
-      if (this.#timers.get(id)?.id !== timerId) {
-        stale.delete(id);
-        continue;
-      }
-      this.#firing.delete(timerId);
+    for (const id of stale.keys()) {
       const resident = this.#resident.get(id);
       if (resident === undefined) toLoad.add(id);
       else if (resident.snapshot.quarantine === undefined)
@@ -799,7 +731,7 @@ export class PartitionRunner<S, E, O = never> {
       // The state still holds a timer whose entry is behind us: it can only come back
       // through a replay. Look again later rather than spin.
       this.#log.warn({ customerId, timer: timerId }, 'due timer already in the log; rechecking');
-      this.#enqueue(customerId, Date.now() + 5000);
+      this.#timers.recheck(customerId, Date.now() + 5000);
     }
   }
 
@@ -859,7 +791,7 @@ export class PartitionRunner<S, E, O = never> {
       this.#resident.set(id, { snapshot: stored.snapshot, revision: stored.revision });
       if (stored.snapshot.quarantine !== undefined) {
         this.#quarantined.set(id, stored.snapshot.quarantine);
-        this.#dropTimer(id);
+        this.#timers.drop(id);
         continue;
       }
       // Repairs the index if a crash came between a state write and its index write.
@@ -885,7 +817,7 @@ export class PartitionRunner<S, E, O = never> {
       (Date.now() - this.#lastCheckpointAt >= this.#deps.settings.checkpointIntervalMs &&
         // Index repairs (stale entries found at start or by a due timer) are written even
         // when no new entry arrives, so the index does not keep a closed window open.
-        (this.#lastMsg !== undefined || this.#timerDirty.size > 0))
+        (this.#lastMsg !== undefined || this.#timers.dirtySize > 0))
     );
   }
 
@@ -912,7 +844,7 @@ export class PartitionRunner<S, E, O = never> {
       this.#rebuild !== undefined && this.#caughtUp && watermark.rebuild < this.#rebuild;
     const nothingNew =
       this.#dirty.size === 0 &&
-      this.#timerDirty.size === 0 &&
+      this.#timers.dirtySize === 0 &&
       this.#appliedSeq === watermark.seq &&
       !rebuildDone;
     if (nothingNew && !final) {
@@ -953,15 +885,14 @@ export class PartitionRunner<S, E, O = never> {
     // Timer index after the customers: their writes are conditional, so a runner that lost the
     // partition has usually failed by now. The index writes are not, hence the second check.
     const timers = this.#deps.timers;
-    if (timers !== undefined && this.#timerDirty.size > 0) {
+    if (timers !== undefined && this.#timers.dirtySize > 0) {
       if (!settings.canWrite()) {
         throw new OrderFleetError(
           ErrorCode.Fenced,
           `partition ${this.partition}: lease lost, not writing`,
         );
       }
-      const changes = [...this.#timerDirty];
-      this.#timerDirty.clear();
+      const changes = this.#timers.takeDirty();
       await Promise.all(
         changes.map(([id, timer]) => limit(() => timers.index.save(this.partition, id, timer))),
       );
@@ -979,7 +910,7 @@ export class PartitionRunner<S, E, O = never> {
       this.#snapshotChunkKeys = await timers.snapshot.save(
         this.partition,
         { epoch: watermark.epoch, seq: this.#appliedSeq },
-        this.#timers,
+        this.#timers.all(),
         this.#snapshotChunkKeys,
       );
     }
