@@ -28,6 +28,8 @@ import type { TimerIndex } from '../state/timer-index.js';
 import type { TimerSnapshotStore, TimerSnapshotTag } from '../state/timer-snapshot.js';
 import type { DeadLetterSink } from './dead-letter.js';
 import { PartitionTimers } from './partition-timers.js';
+import { ResidentSet, type Resident } from './resident-set.js';
+import { decideEntry, planIntake } from './intake-plan.js';
 import { answerQuery, type ContentsAnswer } from './queries.js';
 import { partitionConsumerName, querySubject } from '../contract/internal-names.js';
 
@@ -144,12 +146,6 @@ export interface PartitionReport {
   readonly error?: OrderFleetError | Error;
 }
 
-interface Resident<S> {
-  snapshot: CustomerSnapshot<S>;
-  /** KV revision of the snapshot last read or written (0: no entry). */
-  revision: number;
-}
-
 /** Entries handled per loop turn: big enough to pipeline KV loads, small enough to stay fair. */
 const BATCH = 500;
 const PULL_BATCH = 1000;
@@ -177,11 +173,9 @@ export class PartitionRunner<S, E, O = never> {
   readonly #log: Logger;
   readonly #consumerName: string;
 
-  // In-memory customers in recency order: Map iteration order is insertion order, and a touch
-  // re-inserts, so the first key is the least recently used.
-  readonly #resident = new Map<string, Resident<S>>();
+  /** Customers in memory, in recency order, and which of them have unwritten changes. */
+  readonly #resident = new ResidentSet<S>();
   readonly #quarantined = new Map<string, Quarantine>();
-  readonly #dirty = new Set<string>();
   readonly #queue: JsMsg[] = [];
   #wake: (() => void) | undefined;
 
@@ -502,29 +496,24 @@ export class PartitionRunner<S, E, O = never> {
   }
 
   async #process(batch: JsMsg[]): Promise<void> {
+    const plan = planIntake(
+      batch.map((m) => ({ seq: m.seq, deliverySequence: m.info.deliverySequence })),
+      { appliedSeq: this.#appliedSeq, expectedDelivery: this.#expectedDelivery },
+      this.#superseded,
+    );
+    this.#expectedDelivery = plan.expectedDelivery;
+    if (plan.gap !== undefined) {
+      this.#log.warn(plan.gap, 'delivery gap, restarting partition');
+      this.#restart = true;
+      this.#queue.length = 0;
+      batch = batch.slice(0, plan.kinds.length);
+      this.#stopIntake();
+    }
     const decoded: (DecodedEntry<E> | undefined)[] = [];
     const toLoad = new Set<string>();
-    for (const msg of batch) {
-      if (msg.info.deliverySequence > this.#expectedDelivery) {
-        // A message was lost in flight (e.g. a reconnect). Applying past the hole could reorder a
-        // customer's entries, so stop here and start over from the watermark.
-        this.#log.warn(
-          { expected: this.#expectedDelivery, got: msg.info.deliverySequence },
-          'delivery gap, restarting partition',
-        );
-        this.#restart = true;
-        this.#queue.length = 0;
-        batch = batch.slice(0, decoded.length);
-        this.#stopIntake();
-        break;
-      }
-      this.#expectedDelivery = Math.max(this.#expectedDelivery, msg.info.deliverySequence + 1);
-      if (msg.seq <= this.#appliedSeq) {
-        decoded.push(undefined); // a redelivery of something already handled
-        continue;
-      }
-      if (this.#superseded.has(msg.seq)) {
-        decoded.push(undefined); // its redriven copy is applied instead
+    for (const [i, msg] of batch.entries()) {
+      if (plan.kinds[i] !== 'handle') {
+        decoded.push(undefined);
         continue;
       }
       try {
@@ -548,15 +537,15 @@ export class PartitionRunner<S, E, O = never> {
       this.#sinceCheckpoint++;
       this.#noteCatchUp(msg);
       if (entry === undefined) continue; // dead-lettered above
-      const resident = this.#touch(entry.customerId);
-      if (msg.seq <= resident.snapshot.lastSeq) {
+      const resident = this.#resident.touch(entry.customerId);
+      const decision = decideEntry(msg.seq, resident.snapshot);
+      if (decision === 'skip') {
         this.#stats.skipped++;
         continue;
       }
       const quarantine = resident.snapshot.quarantine;
-      if (quarantine !== undefined) {
-        // Applying later entries over a gap would make the state something that is not a fold
-        // of the log: file them (each with its own reason) until the quarantine is lifted.
+      if (decision === 'quarantined' && quarantine !== undefined) {
+        // Filed one by one, each with its own reason, until the quarantine is lifted.
         await this.#deadLetter(
           msg,
           new OrderFleetError(
@@ -566,7 +555,7 @@ export class PartitionRunner<S, E, O = never> {
           ),
         );
         resident.snapshot = { ...resident.snapshot, lastSeq: msg.seq };
-        this.#dirty.add(entry.customerId);
+        this.#resident.markDirty(entry.customerId);
         continue;
       }
       // One log entry for apply and outputs alike (this loop runs for every applied entry).
@@ -586,7 +575,7 @@ export class PartitionRunner<S, E, O = never> {
       }
       const before = resident.snapshot.state;
       resident.snapshot = { customerId: entry.customerId, lastSeq: msg.seq, state };
-      this.#dirty.add(entry.customerId);
+      this.#resident.markDirty(entry.customerId);
       this.#stats.applied++;
       for (const output of aggregator.outputs?.(entry.customerId, before, state, applied) ?? [])
         this.#emit(entry.customerId, output);
@@ -604,7 +593,7 @@ export class PartitionRunner<S, E, O = never> {
     await this.#deadLetter(msg, failure);
     const quarantine = { seq: msg.seq, code: failure.code, reason: describeError(err) };
     resident.snapshot = { ...resident.snapshot, lastSeq: msg.seq, quarantine };
-    this.#dirty.add(customerId);
+    this.#resident.markDirty(customerId);
     this.#quarantined.set(customerId, quarantine);
     // A quarantined customer waits for nothing: its timer (and index entry) go.
     this.#timers.drop(customerId);
@@ -788,7 +777,7 @@ export class PartitionRunner<S, E, O = never> {
     for (const { id, stored } of loaded) {
       if (this.#resident.has(id)) continue;
       if (this.#rebuild !== undefined) this.#rebuilt.add(id);
-      this.#resident.set(id, { snapshot: stored.snapshot, revision: stored.revision });
+      this.#resident.add(id, { snapshot: stored.snapshot, revision: stored.revision });
       if (stored.snapshot.quarantine !== undefined) {
         this.#quarantined.set(id, stored.snapshot.quarantine);
         this.#timers.drop(id);
@@ -797,14 +786,6 @@ export class PartitionRunner<S, E, O = never> {
       // Repairs the index if a crash came between a state write and its index write.
       this.#syncTimer(id, stored.snapshot.state);
     }
-  }
-
-  #touch(customerId: string): Resident<S> {
-    const resident = this.#resident.get(customerId);
-    if (resident === undefined) throw new Error(`customer ${customerId} was not loaded`);
-    this.#resident.delete(customerId);
-    this.#resident.set(customerId, resident);
-    return resident;
   }
 
   #checkpointDue(): boolean {
@@ -843,7 +824,7 @@ export class PartitionRunner<S, E, O = never> {
     const rebuildDone =
       this.#rebuild !== undefined && this.#caughtUp && watermark.rebuild < this.#rebuild;
     const nothingNew =
-      this.#dirty.size === 0 &&
+      this.#resident.dirtySize === 0 &&
       this.#timers.dirtySize === 0 &&
       this.#appliedSeq === watermark.seq &&
       !rebuildDone;
@@ -859,7 +840,7 @@ export class PartitionRunner<S, E, O = never> {
     if (failed !== undefined) throw failed.reason;
     this.#emitChains.clear();
     const limit = pLimit(settings.checkpointConcurrency);
-    const dirty = [...this.#dirty];
+    const dirty = this.#resident.dirtyIds();
     await Promise.all(
       dirty.map((id) =>
         limit(async () => {
@@ -878,7 +859,7 @@ export class PartitionRunner<S, E, O = never> {
             resident.snapshot,
             resident.revision,
           );
-          this.#dirty.delete(id);
+          this.#resident.markClean(id);
         }),
       ),
     );
@@ -943,11 +924,8 @@ export class PartitionRunner<S, E, O = never> {
     // each batch, once checkpointed.
     const capacity = Math.max(0, this.#deps.settings.capacity());
     if (this.#resident.size <= capacity) return;
-    if (this.#dirty.size > 0) await this.#checkpoint(false);
-    for (const id of this.#resident.keys()) {
-      if (this.#resident.size <= capacity) break;
-      if (!this.#dirty.has(id)) this.#resident.delete(id);
-    }
+    if (this.#resident.dirtySize > 0) await this.#checkpoint(false);
+    this.#resident.evict(capacity);
   }
 
   /** Answers a `contents` question from memory, or from KV for a customer not resident. */

@@ -83,7 +83,12 @@ describe('PartitionTimers', () => {
 });
 
 type Op =
-  | { readonly kind: 'sync'; readonly c: string; readonly series: string; readonly due?: number }
+  | {
+      readonly kind: 'sync';
+      readonly c: string;
+      readonly series: string;
+      readonly due: number | undefined;
+    }
   | { readonly kind: 'due'; readonly now: number }
   | { readonly kind: 'fail'; readonly c: string; readonly retry: number };
 
