@@ -112,15 +112,54 @@ export function createModel(options: ModelOptions): ChaosModel<ChaosOrderEvent> 
 
 async function checkOrders(ctx: CheckContext<ChaosOrderEvent>): Promise<ModelCheck> {
   const violations: Violation[] = [];
-  const expected = foldExpected(ctx.published);
   const log = await ctx.readStream(ctx.names.ordersStream);
+  const duplicates = streamDuplicates(ctx.published, log, violations);
+  const expected = foldExpected([...ctx.published, ...duplicates]);
   const contents = checkContents(expected, ctx, violations, log);
   const implied = summariesFromLog(log, `${ctx.names.ordersPrefix}.`);
   const deliveries = checkDeliveries(expected, implied, ctx, violations);
   return {
     violations,
-    counts: { ...contents, ...deliveries, logEntries: log.length },
+    counts: {
+      ...contents,
+      ...deliveries,
+      logEntries: log.length,
+      streamDuplicates: duplicates.length,
+    },
   };
+}
+
+/**
+ * Publishes the stream stored more than once (same Nats-Msg-Id, several sequences): each is a
+ * violation at the server, and each extra copy is returned so the fleet is checked against the
+ * log as stored (a worker must apply every stored entry, it cannot know which copy was "meant").
+ */
+function streamDuplicates(
+  published: readonly PublishedEvent<ChaosOrderEvent>[],
+  log: readonly StoredMessage[],
+  violations: Violation[],
+): PublishedEvent<ChaosOrderEvent>[] {
+  const byId = new Map<string, PublishedEvent<ChaosOrderEvent>>();
+  for (const p of published) byId.set(p.event.id, p);
+  const seqsById = new Map<string, number[]>();
+  for (const m of log) {
+    if (m.msgId === undefined || !byId.has(m.msgId)) continue;
+    seqsById.set(m.msgId, [...(seqsById.get(m.msgId) ?? []), m.seq]);
+  }
+  const extra: PublishedEvent<ChaosOrderEvent>[] = [];
+  for (const [id, seqs] of seqsById) {
+    if (seqs.length < 2) continue;
+    const p = byId.get(id);
+    if (p === undefined) continue;
+    if (extra.length < MAX_LISTED)
+      violations.push({
+        name: VIOLATION_NAMES.streamDuplicate,
+        detail: `${p.customerId}: the publish ${id} is stored at seqs ${seqs.join(', ')} (the publisher was acked ${p.seq ?? 'never'})`,
+        data: { customerId: p.customerId, msgId: id, seqs },
+      });
+    for (const seq of seqs) if (seq !== p.seq) extra.push({ ...p, seq });
+  }
+  return extra;
 }
 
 /** Expected state per customer: events folded in stream order, each stored sequence once. */

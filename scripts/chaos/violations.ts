@@ -4,6 +4,12 @@
 export const VIOLATION_NAMES = {
   /** A customer's stored state differs from the model (events lost or applied twice). */
   contentsMismatch: 'CONTENTS_MISMATCH',
+  /**
+   * The orders stream holds one publish (one Nats-Msg-Id) at more than one sequence: the server's
+   * deduplication let a retried publish in twice. The fleet is then judged against what the stream
+   * holds (it applies both, as it must); this names the duplicate at its source.
+   */
+  streamDuplicate: 'STREAM_DUPLICATE',
   /** A customer in the model has no stored state, or the reverse. */
   customerMissing: 'CUSTOMER_MISSING',
   /** Consecutive summaries of a customer do not chain: the next one does not start where the last ended. */
