@@ -1,16 +1,7 @@
-import {
-  AckPolicy,
-  DeliverPolicy,
-  ReplayPolicy,
-  type ConsumerMessages,
-  type JetStreamClient,
-  type JetStreamManager,
-  type JsMsg,
-} from '@nats-io/jetstream';
-import { nanos, type Msg, type NatsConnection, type Subscription } from '@nats-io/transport-node';
+import type { JetStreamClient, JetStreamManager, JsMsg } from '@nats-io/jetstream';
+import type { NatsConnection } from '@nats-io/transport-node';
 import pLimit from 'p-limit';
 import type { ResourceNames } from '../contract/names.js';
-import { partitionFilter } from '../contract/subjects.js';
 import {
   describeError,
   ErrorCode,
@@ -19,7 +10,6 @@ import {
   OrderFleetError,
 } from '../errors.js';
 import type { Logger } from '../logging/logger.js';
-import { isConsumerNotFound } from '../nats/errors.js';
 import type { Aggregator, PendingTimer } from '../orders/aggregator.js';
 import type { DecodedEntry, EntryDecoder } from '../orders/order-log.js';
 import type { CustomerSnapshot, CustomerStore, Quarantine } from '../state/customer-store.js';
@@ -30,8 +20,9 @@ import type { DeadLetterSink } from './dead-letter.js';
 import { PartitionTimers } from './partition-timers.js';
 import { ResidentSet, type Resident } from './resident-set.js';
 import { decideEntry, planIntake } from './intake-plan.js';
-import { answerQuery, type ContentsAnswer } from './queries.js';
-import { partitionConsumerName, querySubject } from '../contract/internal-names.js';
+import { QueryResponder } from './query-responder.js';
+import { PartitionConsumer } from './partition-consumer.js';
+import type { ContentsAnswer } from './queries.js';
 
 export interface PartitionRunnerSettings {
   readonly workerId: string;
@@ -148,7 +139,6 @@ export interface PartitionReport {
 
 /** Entries handled per loop turn: big enough to pipeline KV loads, small enough to stay fair. */
 const BATCH = 500;
-const PULL_BATCH = 1000;
 
 /**
  * Runs one partition: load watermark → (re)create the partition's durable consumer at W + 1 →
@@ -171,7 +161,6 @@ export class PartitionRunner<S, E, O = never> {
   #state: PartitionState = 'idle';
   readonly #deps: PartitionRunnerDeps<S, E, O>;
   readonly #log: Logger;
-  readonly #consumerName: string;
 
   /** Customers in memory, in recency order, and which of them have unwritten changes. */
   readonly #resident = new ResidentSet<S>();
@@ -179,12 +168,10 @@ export class PartitionRunner<S, E, O = never> {
   readonly #queue: JsMsg[] = [];
   #wake: (() => void) | undefined;
 
-  #messages: ConsumerMessages | undefined;
-  /** Status watch of the consumer; owned here, awaited at release. */
-  #watching: Promise<void> = Promise.resolve();
+  readonly #consumer: PartitionConsumer;
   /** Aborted when a stop's deadline passes: publishes under way give up instead of retrying. */
   readonly #abort = new AbortController();
-  #querySub: Subscription | undefined;
+  readonly #queries: QueryResponder<S>;
   #loop: Promise<PartitionReport> | undefined;
   #intakeStopped = false;
   #restart = false;
@@ -243,7 +230,28 @@ export class PartitionRunner<S, E, O = never> {
     this.#deps = deps;
     this.partition = deps.partition;
     this.#log = deps.log.child({ partition: deps.partition });
-    this.#consumerName = partitionConsumerName(deps.partition);
+    this.#consumer = new PartitionConsumer({
+      js: deps.js,
+      jsm: deps.jsm,
+      names: deps.names,
+      partition: deps.partition,
+      checkpointEveryEvents: deps.settings.checkpointEveryEvents,
+      checkpointIntervalMs: deps.settings.checkpointIntervalMs,
+      log: this.#log,
+    });
+    this.#queries = new QueryResponder({
+      nc: deps.nc,
+      names: deps.names,
+      partition: deps.partition,
+      workerId: deps.settings.workerId,
+      canWrite: deps.settings.canWrite,
+      // A customer not in memory is clean: KV holds everything this runner applied for it.
+      lookup: async (customerId) =>
+        this.#resident.get(customerId)?.snapshot ??
+        (await deps.customers.load(deps.partition, customerId)).snapshot,
+      render: deps.render,
+      log: this.#log,
+    });
   }
 
   get state(): PartitionState {
@@ -333,17 +341,7 @@ export class PartitionRunner<S, E, O = never> {
       'partition starting',
     );
     // Answer questions before reporting caught up: 'worker ready' must mean it can answer.
-    this.#querySub = this.#deps.nc.subscribe(querySubject(this.#deps.names, this.partition), {
-      callback: (err, msg) => {
-        if (err !== null) {
-          this.#log.warn({ err: describeError(err) }, 'query subscription error');
-          return;
-        }
-        this.#answer(msg).catch((err: unknown) => {
-          this.#log.warn({ err: describeError(err) }, 'query answer failed');
-        });
-      },
-    });
+    this.#queries.start();
     this.#transition(this.#backlog > 0 ? 'recovering' : 'running');
     if (this.#backlog === 0) this.#markCaughtUp();
     this.#loop = this.#run();
@@ -374,65 +372,30 @@ export class PartitionRunner<S, E, O = never> {
     if (this.#state === 'recovering' || this.#state === 'running') this.#transition('stopping');
     // stop() unsubscribes at once; messages already in our queue are still applied. Anything the
     // server sent after this is unacked and will be delivered to the next runner.
-    this.#messages?.stop();
+    this.#consumer.stop();
     this.#wake?.();
   }
 
   /** Returns how many entries were waiting in the log when the consumer was created. */
   async #recreateConsumer(startSeq: number): Promise<number> {
-    const { jsm, js, names } = this.#deps;
-    try {
-      await jsm.consumers.delete(names.ordersStream, this.#consumerName);
-    } catch (err) {
-      if (!isConsumerNotFound(err)) throw err;
-    }
-    const { checkpointEveryEvents, checkpointIntervalMs } = this.#deps.settings;
-    const created = await jsm.consumers.add(names.ordersStream, {
-      durable_name: this.#consumerName,
-      filter_subject: partitionFilter(names, this.partition),
-      ack_policy: AckPolicy.All,
-      deliver_policy: DeliverPolicy.StartSequence,
-      opt_start_seq: startSeq,
-      replay_policy: ReplayPolicy.Instant,
-      // Acks only come after a checkpoint, so room for two checkpoints' worth of entries plus a
-      // pull batch keeps delivery flowing, and ack_wait far above the checkpoint interval means
-      // nothing is redelivered while a healthy runner holds it.
-      max_ack_pending: 2 * checkpointEveryEvents + 2 * PULL_BATCH,
-      ack_wait: nanos(Math.max(60_000, 20 * checkpointIntervalMs)),
-      max_deliver: -1,
-    });
-    const consumer = await js.consumers.get(names.ordersStream, this.#consumerName);
     this.#expectedDelivery = 1;
-    this.#messages = await consumer.consume({
-      max_messages: PULL_BATCH,
-      // The callback only queues; the loop below does the async work in order.
-      callback: (msg) => {
+    return this.#consumer.open(
+      startSeq,
+      (msg) => {
         this.#queue.push(msg);
         this.#wake?.();
       },
-    });
-    const messages = this.#messages;
-    this.#watching = this.#watchConsumer(messages).catch((err: unknown) => {
-      // The status iterator only ends with the consumer; a failure here is logged, not fatal.
-      this.#log.warn({ err: describeError(err) }, 'consumer status watch failed');
-    });
-    return created.num_pending;
-  }
-
-  /** A deleted consumer means another runner took the partition: stop at once. */
-  async #watchConsumer(messages: ConsumerMessages): Promise<void> {
-    for await (const status of messages.status()) {
-      if (status.type === 'consumer_deleted' && !this.#intakeStopped) {
-        this.#log.warn({ status: status.type }, 'partition consumer deleted by another runner');
+      // A deleted consumer means another runner took the partition: stop at once.
+      () => {
+        if (this.#intakeStopped) return;
+        this.#log.warn('partition consumer deleted by another runner');
         this.#fenceError = new OrderFleetError(
           ErrorCode.Fenced,
           `consumer of partition ${this.partition} was deleted`,
         );
         this.#stopIntake();
-      } else if (status.type === 'heartbeats_missed') {
-        this.#log.warn({ count: status.count }, 'partition consumer missed heartbeats');
-      }
-    }
+      },
+    );
   }
 
   async #run(): Promise<PartitionReport> {
@@ -928,51 +891,19 @@ export class PartitionRunner<S, E, O = never> {
     this.#resident.evict(capacity);
   }
 
-  /** Answers a `contents` question from memory, or from KV for a customer not resident. */
-  async #answer(msg: Msg): Promise<void> {
-    // A runner that may have lost its lease stays silent, so the real owner (or the KV fallback) answers.
-    if (!this.#deps.settings.canWrite()) return;
-    try {
-      const customerId = (msg.json<{ customerId?: unknown }>().customerId ?? '') as unknown;
-      if (typeof customerId !== 'string')
-        throw new OrderFleetError(ErrorCode.QueryFailed, 'customerId must be a string');
-      const resident = this.#resident.get(customerId);
-      // A customer not in memory is clean: KV holds everything this runner applied for it.
-      const snapshot =
-        resident?.snapshot ??
-        (await this.#deps.customers.load(this.partition, customerId)).snapshot;
-      msg.respond(
-        JSON.stringify(
-          answerQuery(this.#deps.render(snapshot), this.#deps.settings.workerId, this.partition),
-        ),
-      );
-    } catch (err) {
-      this.#log.warn({ err: describeError(err) }, 'query failed');
-      msg.respond(
-        JSON.stringify({
-          error: {
-            code: isOrderFleetError(err) ? err.code : ErrorCode.QueryFailed,
-            message: describeError(err),
-          },
-        }),
-      );
-    }
-  }
-
   /** Each cleanup step on its own, so one failure does not skip the others. */
   async #release(): Promise<void> {
     clearInterval(this.#tick);
     try {
-      this.#querySub?.unsubscribe();
+      this.#queries.stop();
     } catch (err) {
       this.#log.warn({ err: describeError(err) }, 'query unsubscribe failed');
     }
     try {
-      await this.#messages?.close();
+      await this.#consumer.close();
     } catch (err) {
       this.#log.warn({ err: describeError(err) }, 'consumer close failed');
     }
-    await this.#watching;
     try {
       // Acks are fire-and-forget; make sure the last one reached the server.
       await this.#deps.nc.flush();
