@@ -79,6 +79,12 @@ describeK8s('k8s behaviour from the rendered manifests', () => {
       onSpawn: (w) => workers.push(w),
     });
     teardown.push(() => cluster.dispose());
+    // K8S_SIM_TRACE=1 prints the simulator's event log after a passing run too (for timings).
+    if (process.env['K8S_SIM_TRACE'] === '1')
+      teardown.push(() => {
+        console.log(cluster.events.map((e) => JSON.stringify(e)).join('\n'));
+        return Promise.resolve();
+      });
     onTestFailed(() => {
       console.error(
         `simulator events:\n${cluster.events.map((e) => JSON.stringify(e)).join('\n')}`,
@@ -133,10 +139,11 @@ describeK8s('k8s behaviour from the rendered manifests', () => {
     const drainEvents = cluster.events.slice(drainFrom);
     step('drained');
 
-    // Autoscaling. The ScaledObject is applied: its HPA starts from the Deployment's replicas and
-    // holds them for its scale-down stabilization window, then scales in to what the steady
-    // load's lag asks for (the minimum). Then bursts on top of it raise the lag past the
-    // threshold: the HPA scales up; when they end it scales back in, after the window again.
+    // Autoscaling. The ScaledObject is applied: its HPA starts from the Deployment's replicas
+    // (and holds them for its scale-down stabilization window). Bursts on top of the steady load
+    // raise the fleet lag until the HPA scales up (at the Deployment's replicas, or after it
+    // scaled in to what the steady lag asks for); when they end it scales back in to the
+    // minimum, after the window again and at the policy's pace.
     const scaleFrom = cluster.events.length;
     const syncsSince = (): EventOf<'hpa'>[] => of(cluster.events.slice(scaleFrom), 'hpa');
     const until = (check: () => boolean): Promise<string[]> =>
@@ -149,15 +156,15 @@ describeK8s('k8s behaviour from the rendered manifests', () => {
         100,
       );
     cluster.startAutoscaler();
-    await until(() => cluster.replicas === m.scaledObject.minReplicaCount);
-    step('scaled in to the minimum');
+    // Many customers, so the workers checkpoint many entries, as a real burst of orders would.
     const bursts = ['burst1', 'burst2'].map((prefix) =>
       startLoad(teardown, dep, {
-        customers: CUSTOMERS,
+        customers: 5 * CUSTOMERS,
         minEvents: 0,
         chunk: 4000,
         pauseMs: 0,
         prefix,
+        maxInFlight: 512,
       }),
     );
     loads.push(...bursts);
@@ -193,8 +200,11 @@ describeK8s('k8s behaviour from the rendered manifests', () => {
     const all = cluster.processes;
     const stopped = all.flatMap((w) => linesOf(w, 'partition stopped'));
     expect(stopped.filter((l) => field(l, 'state') !== 'stopped')).toEqual([]);
+    // Applied once each: every published event, plus the timer entries the fleet appended itself
+    // (customers quiet for SUMMARY_QUIET_MS, 30 s unscaled, get one: this test runs longer).
     const applied = stopped.reduce((sum, l) => sum + numberField(l, 'applied'), 0);
-    expect(applied - new Set(results.map((r) => r.seq)).size).toBe(0);
+    const timers = stopped.reduce((sum, l) => sum + numberField(l, 'timersFired'), 0);
+    expect(applied - timers - new Set(results.map((r) => r.seq)).size).toBe(0);
     expect(stopped.reduce((sum, l) => sum + numberField(l, 'skipped'), 0)).toBe(0);
     // Every handoff was graceful and replayed nothing.
     const starts = all.flatMap((w) => linesOf(w, 'partition starting'));
@@ -247,8 +257,8 @@ describeK8s('k8s behaviour from the rendered manifests', () => {
     expect(of(drainEvents, 'eviction-refused').length).toBeGreaterThan(0);
     expect(of(drainEvents, 'created').every((e) => e.node !== drained)).toBe(true);
 
-    // Autoscaling: every sync follows the HPA formula within [min, max]; it went in, up, then
-    // back in; scale-in stepped by the behavior's policies and waited for the stabilization
+    // Autoscaling: every sync follows the HPA formula within [min, max]; it went up, then back
+    // in; scale-in stepped by the behavior's policies and waited for the stabilization
     // window (no recommendation within the window before a scale-in asked for more than it kept;
     // 0.2 s of slack for the log's rounding).
     const so = m.scaledObject;
@@ -259,7 +269,6 @@ describeK8s('k8s behaviour from the rendered manifests', () => {
     for (const u of ups) expect(u.raw).toBe(Math.ceil((u.metric ?? 0) / so.threshold));
     const firstUp = ups[0];
     if (firstUp === undefined) throw new Error('never scaled up');
-    expect(downs.filter((d) => d.t < firstUp.t).length).toBeGreaterThan(0);
     expect(downs.filter((d) => d.t > firstUp.t).length).toBeGreaterThan(0);
     const window = so.behavior.scaleDown.stabilizationWindowSeconds;
     // The HPA began at the Deployment's replicas, so its first scale-in waited a whole window.

@@ -495,7 +495,11 @@ export class KubeCluster {
   async #hpa(signal: AbortSignal): Promise<void> {
     const so = this.#m.scaledObject;
     let memory: HpaMemory = initialHpaMemory(this.#replicas, this.now());
-    while (await pause(this.#ms(so.pollingInterval), signal)) {
+    // A fixed cadence, as the controller's resync: the scrape's own time is not added to it.
+    let next = performance.now();
+    for (;;) {
+      next += this.#ms(so.pollingInterval);
+      if (!(await pause(Math.max(0, next - performance.now()), signal))) return;
       const metric = await this.queryMetric();
       // No series: KEDA reads 0 with ignoreNullValues, else the sync fails and nothing changes.
       if (metric === undefined && !so.ignoreNullValues) continue;
