@@ -65,232 +65,242 @@ function of<T extends SimEvent['type']>(events: readonly SimEvent[], type: T): E
 }
 
 describeK8s('k8s behaviour from the rendered manifests', () => {
-  it('rolls, drains and autoscales as the manifests say, with nothing lost and nothing replayed', async () => {
-    const m: WorkerManifests = readWorkerManifests(renderKustomization('k8s/overlays/example'));
-    const { dep, workers, step } = await startFleetScenario(teardown, {
-      partitions: PARTITIONS,
-      leaseTtlMs: Number(m.deployment.env['LEASE_TTL_MS']),
-    });
-    const cluster = new KubeCluster(m, dep, {
-      timeScale: TIME_SCALE,
-      // Two nodes for three replicas: one of them holds two pods, so its drain meets the PDB.
-      nodes: ['node-a', 'node-b'],
-      scaledEnv: SCALED_ENV,
-      onSpawn: (w) => workers.push(w),
-    });
-    teardown.push(() => cluster.dispose());
-    // K8S_SIM_TRACE=1 prints the simulator's event log after a passing run too (for timings).
-    if (process.env['K8S_SIM_TRACE'] === '1')
-      teardown.push(() => {
-        console.log(cluster.events.map((e) => JSON.stringify(e)).join('\n'));
-        return Promise.resolve();
+  // About a minute; the scaling phase waits out two (scaled) stabilization windows, and one more
+  // scale-in when the lag only scales up from the minimum: hence more than the default timeout.
+  it(
+    'rolls, drains and autoscales as the manifests say, with nothing lost and nothing replayed',
+    { timeout: 240_000 },
+    async () => {
+      const m: WorkerManifests = readWorkerManifests(renderKustomization('k8s/overlays/example'));
+      const { dep, workers, step } = await startFleetScenario(teardown, {
+        partitions: PARTITIONS,
+        leaseTtlMs: Number(m.deployment.env['LEASE_TTL_MS']),
       });
-    onTestFailed(() => {
-      console.error(
-        `simulator events:\n${cluster.events.map((e) => JSON.stringify(e)).join('\n')}`,
+      const cluster = new KubeCluster(m, dep, {
+        timeScale: TIME_SCALE,
+        // Two nodes for three replicas: one of them holds two pods, so its drain meets the PDB.
+        nodes: ['node-a', 'node-b'],
+        scaledEnv: SCALED_ENV,
+        onSpawn: (w) => workers.push(w),
+      });
+      teardown.push(() => cluster.dispose());
+      // K8S_SIM_TRACE=1 prints the simulator's event log after a passing run too (for timings).
+      if (process.env['K8S_SIM_TRACE'] === '1')
+        teardown.push(() => {
+          console.log(cluster.events.map((e) => JSON.stringify(e)).join('\n'));
+          return Promise.resolve();
+        });
+      onTestFailed(() => {
+        console.error(
+          `simulator events:\n${cluster.events.map((e) => JSON.stringify(e)).join('\n')}`,
+        );
+      });
+      const loads: BackgroundLoad[] = [
+        startLoad(teardown, dep, {
+          customers: CUSTOMERS,
+          minEvents: 10_000,
+          // Light enough that its lag alone asks for the minimum replicas (ceil(lag / threshold)).
+          chunk: 300,
+          pauseMs: 50,
+          prefix: 'k8s',
+        }),
+      ];
+      const rolledOut = (): Promise<string[]> =>
+        eventually(
+          () => {
+            cluster.check();
+            return cluster.rolledOut();
+          },
+          60_000,
+          100,
+        );
+
+      // The Deployment is applied: spec.replicas pods.
+      cluster.start();
+      const first = await rolledOut();
+      expect(first).toHaveLength(m.deployment.replicas);
+      await settledOwners(dep, first);
+      step('applied');
+
+      // Rolling update.
+      const rollFrom = cluster.events.length;
+      cluster.rolloutRestart();
+      const second = await rolledOut();
+      expect(second.every((p) => !first.includes(p))).toBe(true);
+      await settledOwners(dep, second);
+      const rollEvents = cluster.events.slice(rollFrom);
+      step('rolled');
+
+      // Node drain of the node holding the most pods, then uncordon.
+      const [drained, onDrained] =
+        [...cluster.nodes()].sort((a, b) => b[1].length - a[1].length)[0] ?? [];
+      if (drained === undefined || onDrained === undefined) throw new Error('no node');
+      expect(onDrained.length).toBeGreaterThanOrEqual(2);
+      const drainFrom = cluster.events.length;
+      await cluster.drain(drained);
+      cluster.uncordon(drained);
+      const third = await rolledOut();
+      await settledOwners(dep, third);
+      const drainEvents = cluster.events.slice(drainFrom);
+      step('drained');
+
+      // Autoscaling. The ScaledObject is applied: its HPA starts from the Deployment's replicas
+      // (and holds them for its scale-down stabilization window). Bursts on top of the steady load
+      // raise the fleet lag until the HPA scales up (at the Deployment's replicas, or after it
+      // scaled in to what the steady lag asks for); when they end it scales back in to the
+      // minimum, after the window again and at the policy's pace.
+      const scaleFrom = cluster.events.length;
+      const syncsSince = (): EventOf<'hpa'>[] => of(cluster.events.slice(scaleFrom), 'hpa');
+      const until = (check: () => boolean): Promise<string[]> =>
+        eventually(
+          () => {
+            cluster.check();
+            return check() ? cluster.rolledOut() : undefined;
+          },
+          90_000,
+          100,
+        );
+      cluster.startAutoscaler();
+      // Many customers, so the workers checkpoint many entries, as a real burst of orders would.
+      const bursts = ['burst1', 'burst2'].map((prefix) =>
+        startLoad(teardown, dep, {
+          customers: 5 * CUSTOMERS,
+          minEvents: 0,
+          chunk: 4000,
+          pauseMs: 0,
+          prefix,
+          maxInFlight: 512,
+        }),
       );
-    });
-    const loads: BackgroundLoad[] = [
-      startLoad(teardown, dep, {
-        customers: CUSTOMERS,
-        minEvents: 10_000,
-        // Light enough that its lag alone asks for the minimum replicas (ceil(lag / threshold)).
-        chunk: 300,
-        pauseMs: 50,
-        prefix: 'k8s',
-      }),
-    ];
-    const rolledOut = (): Promise<string[]> =>
-      eventually(
-        () => {
-          cluster.check();
-          return cluster.rolledOut();
-        },
-        60_000,
-        100,
+      loads.push(...bursts);
+      await until(() => syncsSince().some((s) => s.to > s.from));
+      step(`scaled up to ${cluster.replicas}`);
+      for (const b of bursts) await b.finish();
+      step('bursts over');
+      const upAt = syncsSince().find((s) => s.to > s.from)?.t ?? Infinity;
+      await until(
+        () =>
+          cluster.replicas === m.scaledObject.minReplicaCount &&
+          syncsSince().some((s) => s.t > upAt && s.to < s.from),
       );
+      cluster.stopAutoscaler();
+      const scaleEvents = cluster.events.slice(scaleFrom);
+      step('scaled back in');
 
-    // The Deployment is applied: spec.replicas pods.
-    cluster.start();
-    const first = await rolledOut();
-    expect(first).toHaveLength(m.deployment.replicas);
-    await settledOwners(dep, first);
-    step('applied');
+      for (const l of loads) await l.finish();
+      const final = await rolledOut();
+      await settled(dep, final);
+      step('settled');
 
-    // Rolling update.
-    const rollFrom = cluster.events.length;
-    cluster.rolloutRestart();
-    const second = await rolledOut();
-    expect(second.every((p) => !first.includes(p))).toBe(true);
-    await settledOwners(dep, second);
-    const rollEvents = cluster.events.slice(rollFrom);
-    step('rolled');
+      // Every customer's state equals the model.
+      const events = loads.flatMap((l) => l.events);
+      const results = loads.flatMap((l) => l.results);
+      const model = modelFromPublished(events, results);
+      const stored = await readStoredStates(dep);
+      expect(diffStates(model.expected(), stored)).toEqual([]);
+      expect(lostCustomers(events, results, stored)).toEqual([]);
 
-    // Node drain of the node holding the most pods, then uncordon.
-    const [drained, onDrained] =
-      [...cluster.nodes()].sort((a, b) => b[1].length - a[1].length)[0] ?? [];
-    if (drained === undefined || onDrained === undefined) throw new Error('no node');
-    expect(onDrained.length).toBeGreaterThanOrEqual(2);
-    const drainFrom = cluster.events.length;
-    await cluster.drain(drained);
-    cluster.uncordon(drained);
-    const third = await rolledOut();
-    await settledOwners(dep, third);
-    const drainEvents = cluster.events.slice(drainFrom);
-    step('drained');
+      // Stop the rest one at a time, so every runner reports its counters.
+      await cluster.deleteAll((remaining) => settledOwners(dep, remaining).then(() => undefined));
+      const all = cluster.processes;
+      const stopped = all.flatMap((w) => linesOf(w, 'partition stopped'));
+      expect(stopped.filter((l) => field(l, 'state') !== 'stopped')).toEqual([]);
+      // Applied once each: every published event, plus the timer entries the fleet appended itself
+      // (customers quiet for SUMMARY_QUIET_MS, 30 s unscaled, get one: this test runs longer).
+      const applied = stopped.reduce((sum, l) => sum + numberField(l, 'applied'), 0);
+      const timers = stopped.reduce((sum, l) => sum + numberField(l, 'timersFired'), 0);
+      expect(applied - timers - new Set(results.map((r) => r.seq)).size).toBe(0);
+      expect(stopped.reduce((sum, l) => sum + numberField(l, 'skipped'), 0)).toBe(0);
+      // Every handoff was graceful and replayed nothing.
+      const starts = all.flatMap((w) => linesOf(w, 'partition starting'));
+      expect(starts.filter((l) => field(l, 'cleanHandoff') !== true)).toEqual([]);
+      const caughtUp = all.flatMap((w) => linesOf(w, 'partition caught up'));
+      expect(caughtUp.filter((l) => numberField(l, 'replayed') !== 0)).toEqual([]);
+      expect(stopped.reduce((sum, l) => sum + numberField(l, 'replayed'), 0)).toBe(0);
 
-    // Autoscaling. The ScaledObject is applied: its HPA starts from the Deployment's replicas
-    // (and holds them for its scale-down stabilization window). Bursts on top of the steady load
-    // raise the fleet lag until the HPA scales up (at the Deployment's replicas, or after it
-    // scaled in to what the steady lag asks for); when they end it scales back in to the
-    // minimum, after the window again and at the policy's pace.
-    const scaleFrom = cluster.events.length;
-    const syncsSince = (): EventOf<'hpa'>[] => of(cluster.events.slice(scaleFrom), 'hpa');
-    const until = (check: () => boolean): Promise<string[]> =>
-      eventually(
-        () => {
-          cluster.check();
-          return check() ? cluster.rolledOut() : undefined;
-        },
-        90_000,
-        100,
+      // From the simulator's event log. Every pod exited 0 on its SIGTERM; none was killed.
+      const log = cluster.events;
+      expect(of(log, 'killed')).toEqual([]);
+      expect(of(log, 'startup-failed')).toEqual([]);
+      expect(of(log, 'exited').filter((e) => !e.terminating || e.code !== 0)).toEqual([]);
+      expect(of(log, 'exited')).toHaveLength(all.length);
+
+      // Rolling update: surge and availability bounds at every decision, readiness-gated.
+      const fence = resolveFenceposts(
+        m.deployment.maxSurge,
+        m.deployment.maxUnavailable,
+        m.deployment.replicas,
       );
-    cluster.startAutoscaler();
-    // Many customers, so the workers checkpoint many entries, as a real burst of orders would.
-    const bursts = ['burst1', 'burst2'].map((prefix) =>
-      startLoad(teardown, dep, {
-        customers: 5 * CUSTOMERS,
-        minEvents: 0,
-        chunk: 4000,
-        pauseMs: 0,
-        prefix,
-        maxInFlight: 512,
-      }),
-    );
-    loads.push(...bursts);
-    await until(() => syncsSince().some((s) => s.to > s.from));
-    step(`scaled up to ${cluster.replicas}`);
-    for (const b of bursts) await b.finish();
-    step('bursts over');
-    const upAt = syncsSince().find((s) => s.to > s.from)?.t ?? Infinity;
-    await until(
-      () =>
-        cluster.replicas === m.scaledObject.minReplicaCount &&
-        syncsSince().some((s) => s.t > upAt && s.to < s.from),
-    );
-    cluster.stopAutoscaler();
-    const scaleEvents = cluster.events.slice(scaleFrom);
-    step('scaled back in');
-
-    for (const l of loads) await l.finish();
-    const final = await rolledOut();
-    await settled(dep, final);
-    step('settled');
-
-    // Every customer's state equals the model.
-    const events = loads.flatMap((l) => l.events);
-    const results = loads.flatMap((l) => l.results);
-    const model = modelFromPublished(events, results);
-    const stored = await readStoredStates(dep);
-    expect(diffStates(model.expected(), stored)).toEqual([]);
-    expect(lostCustomers(events, results, stored)).toEqual([]);
-
-    // Stop the rest one at a time, so every runner reports its counters.
-    await cluster.deleteAll((remaining) => settledOwners(dep, remaining).then(() => undefined));
-    const all = cluster.processes;
-    const stopped = all.flatMap((w) => linesOf(w, 'partition stopped'));
-    expect(stopped.filter((l) => field(l, 'state') !== 'stopped')).toEqual([]);
-    // Applied once each: every published event, plus the timer entries the fleet appended itself
-    // (customers quiet for SUMMARY_QUIET_MS, 30 s unscaled, get one: this test runs longer).
-    const applied = stopped.reduce((sum, l) => sum + numberField(l, 'applied'), 0);
-    const timers = stopped.reduce((sum, l) => sum + numberField(l, 'timersFired'), 0);
-    expect(applied - timers - new Set(results.map((r) => r.seq)).size).toBe(0);
-    expect(stopped.reduce((sum, l) => sum + numberField(l, 'skipped'), 0)).toBe(0);
-    // Every handoff was graceful and replayed nothing.
-    const starts = all.flatMap((w) => linesOf(w, 'partition starting'));
-    expect(starts.filter((l) => field(l, 'cleanHandoff') !== true)).toEqual([]);
-    const caughtUp = all.flatMap((w) => linesOf(w, 'partition caught up'));
-    expect(caughtUp.filter((l) => numberField(l, 'replayed') !== 0)).toEqual([]);
-    expect(stopped.reduce((sum, l) => sum + numberField(l, 'replayed'), 0)).toBe(0);
-
-    // From the simulator's event log. Every pod exited 0 on its SIGTERM; none was killed.
-    const log = cluster.events;
-    expect(of(log, 'killed')).toEqual([]);
-    expect(of(log, 'startup-failed')).toEqual([]);
-    expect(of(log, 'exited').filter((e) => !e.terminating || e.code !== 0)).toEqual([]);
-    expect(of(log, 'exited')).toHaveLength(all.length);
-
-    // Rolling update: surge and availability bounds at every decision, readiness-gated.
-    const fence = resolveFenceposts(
-      m.deployment.maxSurge,
-      m.deployment.maxUnavailable,
-      m.deployment.replicas,
-    );
-    const rollCreated = of(rollEvents, 'created');
-    const rollDeleted = of(rollEvents, 'deleted');
-    expect(rollCreated).toHaveLength(m.deployment.replicas);
-    expect(rollDeleted.map((e) => e.reason)).toEqual(Array(m.deployment.replicas).fill('rollout'));
-    expect(rollCreated.filter((e) => e.live > e.desired + fence.maxSurge)).toEqual([]);
-    expect(rollDeleted.filter((e) => e.ready < e.desired - fence.maxUnavailable)).toEqual([]);
-    // Each old pod went only after a new pod turned ready: deletions never outrun readiness.
-    for (const d of rollDeleted) {
-      const newReady = rollEvents.filter(
-        (e) => e.type === 'ready' && e.t <= d.t && rollCreated.some((c) => c.pod === e.pod),
-      ).length;
-      const deletedSoFar = rollDeleted.filter((x) => x.t <= d.t).length;
-      expect(newReady, `ready new pods when ${d.pod} was deleted`).toBeGreaterThanOrEqual(
-        deletedSoFar,
+      const rollCreated = of(rollEvents, 'created');
+      const rollDeleted = of(rollEvents, 'deleted');
+      expect(rollCreated).toHaveLength(m.deployment.replicas);
+      expect(rollDeleted.map((e) => e.reason)).toEqual(
+        Array(m.deployment.replicas).fill('rollout'),
       );
-    }
-
-    // Drain: every eviction kept the budget, at least one was refused, each replacement came up.
-    const evicted = of(drainEvents, 'evicted');
-    expect(evicted.map((e) => e.pod).sort()).toEqual([...onDrained].sort());
-    const budget = pdbStatus(m.pdb, {
-      expected: m.deployment.replicas,
-      pods: m.deployment.replicas,
-      healthy: m.deployment.replicas,
-    });
-    expect(
-      evicted.filter((e) => e.disruptionsAllowed < 1 || e.healthy - 1 < budget.desiredHealthy),
-    ).toEqual([]);
-    expect(of(drainEvents, 'eviction-refused').length).toBeGreaterThan(0);
-    expect(of(drainEvents, 'created').every((e) => e.node !== drained)).toBe(true);
-
-    // Autoscaling: every sync follows the HPA formula within [min, max]; it went up, then back
-    // in; scale-in stepped by the behavior's policies and waited for the stabilization
-    // window (no recommendation within the window before a scale-in asked for more than it kept;
-    // 0.2 s of slack for the log's rounding).
-    const so = m.scaledObject;
-    const syncs = of(scaleEvents, 'hpa');
-    expect(syncs.filter((s) => s.to < so.minReplicaCount || s.to > so.maxReplicaCount)).toEqual([]);
-    const ups = syncs.filter((s) => s.to > s.from);
-    const downs = syncs.filter((s) => s.to < s.from);
-    for (const u of ups) expect(u.raw).toBe(Math.ceil((u.metric ?? 0) / so.threshold));
-    const firstUp = ups[0];
-    if (firstUp === undefined) throw new Error('never scaled up');
-    expect(downs.filter((d) => d.t > firstUp.t).length).toBeGreaterThan(0);
-    const window = so.behavior.scaleDown.stabilizationWindowSeconds;
-    // The HPA began at the Deployment's replicas, so its first scale-in waited a whole window.
-    const began = syncs[0]?.t ?? 0;
-    expect((downs[0]?.t ?? 0) - began).toBeGreaterThanOrEqual(window - so.pollingInterval);
-    for (const d of downs) {
-      const inWindow = syncs.filter((s) => s.t <= d.t && s.t > d.t - window + 0.2);
-      expect(
-        inWindow.filter((s) => s.raw > d.to),
-        `window before ${JSON.stringify(d)}`,
-      ).toEqual([]);
-    }
-    for (const p of so.behavior.scaleDown.policies.filter((x) => x.type === 'Pods'))
-      for (const d of downs) {
-        const inPeriod = downs.filter((x) => x.t <= d.t && x.t > d.t - p.periodSeconds + 0.2);
-        expect(inPeriod.reduce((n, x) => n + x.from - x.to, 0)).toBeLessThanOrEqual(p.value);
+      expect(rollCreated.filter((e) => e.live > e.desired + fence.maxSurge)).toEqual([]);
+      expect(rollDeleted.filter((e) => e.ready < e.desired - fence.maxUnavailable)).toEqual([]);
+      // Each old pod went only after a new pod turned ready: deletions never outrun readiness.
+      for (const d of rollDeleted) {
+        const newReady = rollEvents.filter(
+          (e) => e.type === 'ready' && e.t <= d.t && rollCreated.some((c) => c.pod === e.pod),
+        ).length;
+        const deletedSoFar = rollDeleted.filter((x) => x.t <= d.t).length;
+        expect(newReady, `ready new pods when ${d.pod} was deleted`).toBeGreaterThanOrEqual(
+          deletedSoFar,
+        );
       }
-    // The scale-up started pods beyond the minimum, and they became ready.
-    const upCreated = of(scaleEvents, 'created').filter((e) => e.t >= firstUp.t);
-    expect(upCreated.length).toBeGreaterThan(0);
-    expect(
-      upCreated.every((c) => scaleEvents.some((e) => e.type === 'ready' && e.pod === c.pod)),
-    ).toBe(true);
-  });
+
+      // Drain: every eviction kept the budget, at least one was refused, each replacement came up.
+      const evicted = of(drainEvents, 'evicted');
+      expect(evicted.map((e) => e.pod).sort()).toEqual([...onDrained].sort());
+      const budget = pdbStatus(m.pdb, {
+        expected: m.deployment.replicas,
+        pods: m.deployment.replicas,
+        healthy: m.deployment.replicas,
+      });
+      expect(
+        evicted.filter((e) => e.disruptionsAllowed < 1 || e.healthy - 1 < budget.desiredHealthy),
+      ).toEqual([]);
+      expect(of(drainEvents, 'eviction-refused').length).toBeGreaterThan(0);
+      expect(of(drainEvents, 'created').every((e) => e.node !== drained)).toBe(true);
+
+      // Autoscaling: every sync follows the HPA formula within [min, max]; it went up, then back
+      // in; scale-in stepped by the behavior's policies and waited for the stabilization
+      // window (no recommendation within the window before a scale-in asked for more than it kept;
+      // 0.2 s of slack for the log's rounding).
+      const so = m.scaledObject;
+      const syncs = of(scaleEvents, 'hpa');
+      expect(syncs.filter((s) => s.to < so.minReplicaCount || s.to > so.maxReplicaCount)).toEqual(
+        [],
+      );
+      const ups = syncs.filter((s) => s.to > s.from);
+      const downs = syncs.filter((s) => s.to < s.from);
+      for (const u of ups) expect(u.raw).toBe(Math.ceil((u.metric ?? 0) / so.threshold));
+      const firstUp = ups[0];
+      if (firstUp === undefined) throw new Error('never scaled up');
+      expect(downs.filter((d) => d.t > firstUp.t).length).toBeGreaterThan(0);
+      const window = so.behavior.scaleDown.stabilizationWindowSeconds;
+      // The HPA began at the Deployment's replicas, so its first scale-in waited a whole window.
+      const began = syncs[0]?.t ?? 0;
+      expect((downs[0]?.t ?? 0) - began).toBeGreaterThanOrEqual(window - so.pollingInterval - 0.2);
+      for (const d of downs) {
+        const inWindow = syncs.filter((s) => s.t <= d.t && s.t > d.t - window + 0.2);
+        expect(
+          inWindow.filter((s) => s.raw > d.to),
+          `window before ${JSON.stringify(d)}`,
+        ).toEqual([]);
+      }
+      for (const p of so.behavior.scaleDown.policies.filter((x) => x.type === 'Pods'))
+        for (const d of downs) {
+          const inPeriod = downs.filter((x) => x.t <= d.t && x.t > d.t - p.periodSeconds + 0.2);
+          expect(inPeriod.reduce((n, x) => n + x.from - x.to, 0)).toBeLessThanOrEqual(p.value);
+        }
+      // The scale-up started pods beyond the minimum, and they became ready.
+      const upCreated = of(scaleEvents, 'created').filter((e) => e.t >= firstUp.t);
+      expect(upCreated.length).toBeGreaterThan(0);
+      expect(
+        upCreated.every((c) => scaleEvents.some((e) => e.type === 'ready' && e.pod === c.pod)),
+      ).toBe(true);
+    },
+  );
 });
