@@ -10,8 +10,10 @@
 //
 // Time: every duration from the manifests is multiplied by one factor, `timeScale` (manifest
 // seconds → real seconds), and so are the env durations listed in `scaledEnv` that must stay
-// consistent with them (SHUTDOWN_GRACE_MS below the grace period, the gauge interval below the
-// polling interval). Not simulated: liveness restarts, scale to zero (KEDA activation and
+// consistent with them (the gauge interval below the polling interval). The grace period is
+// scaled only with `scaleGracePeriod` (then list SHUTDOWN_GRACE_MS in `scaledEnv` too): it is an
+// upper bound that a clean handoff stays far below, so scaling it saves no time and only turns
+// a busy moment on a loaded machine (a flood of closing summary windows) into a forced exit. Not simulated: liveness restarts, scale to zero (KEDA activation and
 // cooldown need minReplicaCount 0), Prometheus' scrape delay, zones.
 
 import { performance } from 'node:perf_hooks';
@@ -124,6 +126,7 @@ export class KubeCluster {
   readonly #dep: TestDeployment;
   readonly #timeScale: number;
   readonly #scaledEnv: readonly string[];
+  readonly #graceMs: number;
   readonly #onSpawn: (w: WorkerProcess) => void;
   readonly #pods = new Map<string, Pod>();
   readonly #cordoned = new Set<string>();
@@ -144,6 +147,7 @@ export class KubeCluster {
       readonly timeScale: number;
       readonly nodes: readonly string[];
       readonly scaledEnv: readonly string[];
+      readonly scaleGracePeriod: boolean;
       readonly onSpawn?: (w: WorkerProcess) => void;
     },
   ) {
@@ -151,6 +155,8 @@ export class KubeCluster {
     this.#dep = dep;
     this.#timeScale = opts.timeScale;
     this.#scaledEnv = opts.scaledEnv;
+    const grace = manifests.deployment.terminationGracePeriodSeconds * 1000;
+    this.#graceMs = opts.scaleGracePeriod ? grace * opts.timeScale : grace;
     this.#nodes = opts.nodes;
     this.#onSpawn = opts.onSpawn ?? (() => undefined);
     this.#replicas = manifests.deployment.replicas;
@@ -358,7 +364,7 @@ export class KubeCluster {
     const kill = setTimeout(() => {
       this.#record({ type: 'killed', pod: pod.name });
       pod.process.signal('SIGKILL');
-    }, this.#ms(this.#m.deployment.terminationGracePeriodSeconds));
+    }, this.#graceMs);
     pod.gone = pod.gone.then(() => clearTimeout(kill));
   }
 
@@ -495,10 +501,11 @@ export class KubeCluster {
   async #hpa(signal: AbortSignal): Promise<void> {
     const so = this.#m.scaledObject;
     let memory: HpaMemory = initialHpaMemory(this.#replicas, this.now());
-    // A fixed cadence, as the controller's resync: the scrape's own time is not added to it.
+    // A fixed cadence, as the controller's resync: the scrape's own time is not added to it, and
+    // a sync that ran late is not followed by catch-up syncs.
     let next = performance.now();
     for (;;) {
-      next += this.#ms(so.pollingInterval);
+      next = Math.max(next + this.#ms(so.pollingInterval), performance.now());
       if (!(await pause(Math.max(0, next - performance.now()), signal))) return;
       const metric = await this.queryMetric();
       // No series: KEDA reads 0 with ignoreNullValues, else the sync fails and nothing changes.
