@@ -67,8 +67,8 @@ function of<T extends SimEvent['type']>(events: readonly SimEvent[], type: T): E
 }
 
 describeK8s('k8s behaviour from the rendered manifests', () => {
-  // About a minute; the scaling phase waits out two (scaled) stabilization windows, and one more
-  // scale-in when the lag only scales up from the minimum: hence more than the default timeout.
+  // 60-100 s here (more on a loaded machine): the scaling phase waits out two (scaled)
+  // stabilization windows and the scale-in policy's steps, hence more than the default timeout.
   it(
     'rolls, drains and autoscales as the manifests say, with nothing lost and nothing replayed',
     { timeout: 240_000 },
