@@ -90,6 +90,8 @@ export class BackgroundLoad {
       readonly prefix: string;
       /** Publish only for these customers (default: `<prefix>-<n>` for n < customers). */
       readonly customerIds?: readonly string[];
+      /** Publishes in flight per chunk (default 64: paced load; more for a burst). */
+      readonly maxInFlight?: number;
     },
   ) {
     this.#done = this.#run().then(
@@ -118,7 +120,9 @@ export class BackgroundLoad {
       const chunk = generateLoad(this.opts.customers, this.opts.chunk, seed, this.opts.prefix).map(
         (e) => ({ ...e, customerId: this.#remap(e.customerId) }),
       );
-      const results = await publishAll(this.dep, chunk, { maxInFlight: 64 });
+      const results = await publishAll(this.dep, chunk, {
+        maxInFlight: this.opts.maxInFlight ?? 64,
+      });
       this.events.push(...chunk);
       this.results.push(...results);
       await sleep(this.opts.pauseMs);

@@ -108,13 +108,17 @@ process.on('exit', () => {
   for (const child of liveChildren) child.kill('SIGKILL');
 });
 
-/** Spawns a real worker process for the deployment. */
+/**
+ * Spawns a real worker process for the deployment. `args` replaces the CLI arguments (the kube
+ * simulator passes a manifest's container args and sets WORKER_ID from the pod name instead).
+ */
 export function spawnWorker(
   dep: TestDeployment,
   id: string,
   env: Readonly<Record<string, string>> = {},
+  args: readonly string[] = ['worker', '--worker-id', id],
 ): WorkerProcess {
-  const child = spawn(process.execPath, [CLI, 'worker', '--worker-id', id], {
+  const child = spawn(process.execPath, [CLI, ...args], {
     cwd: REPO_ROOT,
     env: { ...process.env, ...dep.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

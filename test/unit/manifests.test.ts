@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parse } from 'yaml';
 import { describe, expect, it } from 'vitest';
+import { ROLES, type Role } from '../../src/auth/roles.js';
 import { REPO_ROOT } from '../support/fleet.js';
 import {
   findObject,
@@ -33,6 +34,7 @@ interface Container {
   readinessProbe?: Probe;
   startupProbe?: Probe;
   resources?: { requests?: Record<string, string>; limits?: Record<string, string> };
+  volumeMounts?: { name: string; mountPath: string; readOnly?: boolean }[];
   securityContext?: {
     allowPrivilegeEscalation?: boolean;
     readOnlyRootFilesystem?: boolean;
@@ -44,6 +46,7 @@ interface Probe {
 }
 interface PodSpec {
   terminationGracePeriodSeconds?: number;
+  volumes?: { name: string; secret?: { secretName: string; optional?: boolean } }[];
   automountServiceAccountToken?: boolean;
   serviceAccountName?: string;
   securityContext?: {
@@ -157,6 +160,42 @@ describeK8s('k8s manifests', () => {
       }
     }
     expect(JSON.stringify(config)).not.toMatch(/PASSWORD|TOKEN|CREDS/u);
+  });
+
+  it('each pod connects as its own least-privilege role, with only the Secrets of that role', () => {
+    // The command a pod runs → the role (src/auth/roles.ts) `order-fleet auth init` made for it.
+    const roleOf: Readonly<Record<string, Role>> = {
+      setup: 'admin',
+      worker: 'worker',
+      notifier: 'notifier',
+    };
+    const seen = new Set<Role>();
+    for (const { name, pod } of podSpecs) {
+      const c = pod.containers[0];
+      const role = roleOf[c?.args?.[0] ?? ''];
+      if (c === undefined || role === undefined)
+        throw new Error(`${name}: no role for its command`);
+      expect(ROLES).toContain(role);
+      seen.add(role);
+      // Env (NKey seed, inbox prefix, TLS paths) from the role's Secret, nothing from another's.
+      const secretRefs = (c.envFrom ?? []).flatMap((e) => (e.secretRef ? [e.secretRef] : []));
+      expect(secretRefs, name).toEqual([{ name: `order-fleet-nats-${role}`, optional: true }]);
+      // Its files (ca.pem, <role>-cert.pem, <role>-key.pem) where `auth init --client-dir
+      // /etc/order-fleet/nats` points the env at, and no other Secret volume.
+      const secretVolumes = (pod.volumes ?? []).filter((v) => v.secret !== undefined);
+      expect(secretVolumes, name).toEqual([
+        {
+          name: 'nats-credentials',
+          secret: { secretName: `order-fleet-nats-${role}-creds`, optional: true },
+        },
+      ]);
+      expect(c.volumeMounts, name).toContainEqual({
+        name: 'nats-credentials',
+        mountPath: '/etc/order-fleet/nats',
+        readOnly: true,
+      });
+    }
+    expect([...seen].sort()).toEqual(['admin', 'notifier', 'worker']);
   });
 
   it('selectors match their labels (Deployments, PDB, PodMonitor, NetworkPolicies, ScaledObject target)', () => {
