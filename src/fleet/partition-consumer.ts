@@ -17,6 +17,14 @@ import { isConsumerNotFound } from '../nats/errors.js';
 
 /** Messages asked for per pull. */
 export const PULL_BATCH = 1000;
+/**
+ * How long a pull waits; the server sends idle heartbeats every half of it, and the client
+ * reports them missed after two. Shorter than nats.js's 30 s so a stalled consumer is noticed in
+ * seconds rather than a minute.
+ */
+const PULL_EXPIRES_MS = 10_000;
+/** Missed-heartbeat reports in a row after which the consumer counts as stalled. */
+const STALLED_AFTER_MISSED = 2;
 
 export interface PartitionConsumerDeps {
   readonly js: JetStreamClient;
@@ -48,13 +56,16 @@ export class PartitionConsumer {
 
   /**
    * Deletes and recreates the consumer at `startSeq`, then starts delivery to `onMessage`.
-   * `onDeleted` is called if the consumer is deleted later (another runner took over). Returns
-   * how many entries were waiting in the log when the consumer was created.
+   * `onDeleted` is called if the consumer is deleted later (another runner took over);
+   * `onStalled` if it stops delivering while the connection is up: its server-side group can be
+   * left without a leader after node failures (a 2.10 server was seen answering "JetStream system
+   * temporarily unavailable" for minutes), and recreating it is the way out. Returns how many
+   * entries were waiting in the log when the consumer was created.
    */
   async open(
     startSeq: number,
     onMessage: (msg: JsMsg) => void,
-    onDeleted: () => void,
+    events: { readonly onDeleted: () => void; readonly onStalled: (why: string) => void },
   ): Promise<number> {
     const { jsm, js, names, partition, checkpointEveryEvents, checkpointIntervalMs } = this.#deps;
     try {
@@ -79,11 +90,12 @@ export class PartitionConsumer {
     const consumer = await js.consumers.get(names.ordersStream, this.#name);
     const messages = await consumer.consume({
       max_messages: PULL_BATCH,
+      expires: PULL_EXPIRES_MS,
       // The callback only queues; the runner's loop does the async work in order.
       callback: onMessage,
     });
     this.#messages = messages;
-    this.#watching = this.#watch(messages, onDeleted).catch((err: unknown) => {
+    this.#watching = this.#watch(messages, events).catch((err: unknown) => {
       // The status iterator only ends with the consumer; a failure here is logged, not fatal.
       this.#deps.log.warn({ err: describeError(err) }, 'consumer status watch failed');
     });
@@ -104,11 +116,18 @@ export class PartitionConsumer {
     }
   }
 
-  async #watch(messages: ConsumerMessages, onDeleted: () => void): Promise<void> {
+  async #watch(
+    messages: ConsumerMessages,
+    events: { readonly onDeleted: () => void; readonly onStalled: (why: string) => void },
+  ): Promise<void> {
     for await (const status of messages.status()) {
-      if (status.type === 'consumer_deleted') onDeleted();
-      else if (status.type === 'heartbeats_missed')
+      if (status.type === 'consumer_deleted') events.onDeleted();
+      else if (status.type === 'consumer_not_found') events.onStalled('consumer not found');
+      else if (status.type === 'heartbeats_missed') {
         this.#deps.log.warn({ count: status.count }, 'partition consumer missed heartbeats');
+        if (status.count >= STALLED_AFTER_MISSED)
+          events.onStalled(`${status.count} heartbeats missed`);
+      }
     }
   }
 }

@@ -385,15 +385,25 @@ export class PartitionRunner<S, E, O = never> {
         this.#queue.push(msg);
         this.#wake?.();
       },
-      // A deleted consumer means another runner took the partition: stop at once.
-      () => {
-        if (this.#intakeStopped) return;
-        this.#log.warn('partition consumer deleted by another runner');
-        this.#fenceError = new OrderFleetError(
-          ErrorCode.Fenced,
-          `consumer of partition ${this.partition} was deleted`,
-        );
-        this.#stopIntake();
+      {
+        // A deleted consumer means another runner took the partition: stop at once.
+        onDeleted: () => {
+          if (this.#intakeStopped) return;
+          this.#log.warn('partition consumer deleted by another runner');
+          this.#fenceError = new OrderFleetError(
+            ErrorCode.Fenced,
+            `consumer of partition ${this.partition} was deleted`,
+          );
+          this.#stopIntake();
+        },
+        // Everything received is applied and checkpointed as usual; the restart recreates the
+        // consumer from the watermark.
+        onStalled: (why) => {
+          if (this.#intakeStopped) return;
+          this.#log.warn({ why }, 'partition consumer stalled, restarting partition');
+          this.#restart = true;
+          this.#stopIntake();
+        },
       },
     );
   }
