@@ -9,6 +9,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import type { QueuedIterator } from '@nats-io/transport-node';
 import { describeError } from '../../src/errors.js';
 import type { ResourceNames } from '../../src/contract/names.js';
+import type { CustomerWrite } from './model.js';
 import { VIOLATION_NAMES, type Violation } from './violations.js';
 
 interface WatchStats {
@@ -94,6 +95,8 @@ export interface WatchReport {
 export class KvWatchers {
   readonly #violations: Violation[] = [];
   readonly #lastSeq = new Map<string, { lastSeq: number; revision: number }>();
+  /** Every customer write seen, per customer id (for the model's diagnosis of a bad state). */
+  readonly #writes = new Map<string, CustomerWrite[]>();
   /** partition → epoch → first writer of that epoch. */
   readonly #epochOwners = new Map<number, Map<number, string>>();
   readonly #watermarks = new Map<number, { seq: number; epoch: number; revision: number }>();
@@ -133,6 +136,11 @@ export class KvWatchers {
     return { state: s.streamInfo.state.last_seq, meta: m.streamInfo.state.last_seq };
   }
 
+  /** Every customer write seen so far, per customer id, in revision order. */
+  get writes(): ReadonlyMap<string, readonly CustomerWrite[]> {
+    return this.#writes;
+  }
+
   report(): WatchReport {
     const [state, meta] = this.#watches;
     let epochs = 0;
@@ -170,6 +178,15 @@ export class KvWatchers {
       return;
     }
     if (typeof lastSeq !== 'number') return;
+    const customerId = e.key.split('.').slice(2).join('.');
+    const list = this.#writes.get(customerId) ?? [];
+    list.push({
+      revision: e.revision,
+      atMs: Date.now() - this.#t0,
+      lastSeq,
+      state: (e.json<{ state?: unknown }>() ?? {}).state,
+    });
+    this.#writes.set(customerId, list);
     const prev = this.#lastSeq.get(e.key);
     if (prev !== undefined && lastSeq < prev.lastSeq) {
       this.#violation({

@@ -43,6 +43,20 @@ export interface CheckContext<E> {
   /** Reads a whole stream (e.g. the orders log, to derive which outputs it implies). */
   readStream(stream: string): Promise<StoredMessage[]>;
   readonly names: ResourceNames;
+  /**
+   * Every write of every customer key the harness's watch saw, in revision order (the customer
+   * id → its writes): lets a model find the first write that went wrong, and from what.
+   */
+  readonly writes: ReadonlyMap<string, readonly CustomerWrite[]>;
+}
+
+export interface CustomerWrite {
+  readonly revision: number;
+  /** Milliseconds since the run started. */
+  readonly atMs: number;
+  readonly lastSeq: number;
+  /** The aggregator's serialized state, as written. */
+  readonly state: unknown;
 }
 
 export interface ModelCheck {

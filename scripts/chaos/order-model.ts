@@ -10,6 +10,7 @@ import { OrderPublisher, type OrderEventInput } from '../../src/publisher/order-
 import type {
   ChaosModel,
   CheckContext,
+  CustomerWrite,
   ModelCheck,
   ModelOptions,
   ModelPublisher,
@@ -220,9 +221,11 @@ function checkContents(
       if (events < exp.events) lost += exp.events - events;
       if (events > exp.events) doubled += events - exp.events;
       const missing = events < exp.events ? whichMissing(exp, items, exp.events - events) : [];
+      const firstBad =
+        events > exp.events ? firstDoubledWrite(exp, ctx.writes.get(customerId)) : '';
       report({
         name: VIOLATION_NAMES.contentsMismatch,
-        detail: `${customerId}: expected ${exp.events} events [${exp.items.join(',')}], stored ${events} events [${items.join(',')}] (lastSeq ${stored.lastSeq})${missing.length > 0 ? `; the stored state is the fold without seq ${missing.map((m) => m.map(where).join(' + ')).join(' or ')}` : ''}`,
+        detail: `${customerId}: expected ${exp.events} events [${exp.items.join(',')}], stored ${events} events [${items.join(',')}] (lastSeq ${stored.lastSeq})${missing.length > 0 ? `; the stored state is the fold without seq ${missing.map((m) => m.map(where).join(' + ')).join(' or ')}` : ''}${firstBad}`,
         data: {
           customerId,
           expected: { items: exp.items, events: exp.events },
@@ -247,6 +250,29 @@ function checkContents(
       detail: `${mismatched - MAX_LISTED} more customers differ from the model (not listed)`,
     });
   return { customers: expected.size, customersMismatched: mismatched, lost, doubled };
+}
+
+/**
+ * The first write of a customer whose event count exceeds what the log holds up to its lastSeq,
+ * with the write before it: when and from which state an entry was applied twice, to line up
+ * with the owners' logs.
+ */
+function firstDoubledWrite(exp: Expected, writes: readonly CustomerWrite[] | undefined): string {
+  if (writes === undefined) return '';
+  const upTo = (seq: number): number => exp.log.filter((l) => l.seq <= seq).length;
+  const eventsOf = (w: CustomerWrite): number | undefined => {
+    const e = (w.state as { events?: unknown } | undefined)?.events;
+    return typeof e === 'number' ? e : undefined;
+  };
+  const describe = (w: CustomerWrite): string =>
+    `revision ${w.revision} at +${(w.atMs / 1000).toFixed(1)}s (lastSeq ${w.lastSeq}, ${eventsOf(w) ?? '?'} events, the log has ${upTo(w.lastSeq)})`;
+  for (const [i, w] of writes.entries()) {
+    const e = eventsOf(w);
+    if (e === undefined || e <= upTo(w.lastSeq)) continue;
+    const prev = writes[i - 1];
+    return `; first over-counted write: ${describe(w)}${prev === undefined ? '' : `, after ${describe(prev)}`}`;
+  }
+  return '';
 }
 
 /**

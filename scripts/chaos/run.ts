@@ -383,6 +383,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
       deliveries: hook.deliveries,
       readStream: (stream) => readStream(conn, stream),
       names,
+      writes: w.writes,
     });
     counts = { ...check.counts };
     for (const v of check.violations) violation(v);
