@@ -117,6 +117,7 @@ async function checkOrders(ctx: CheckContext<ChaosOrderEvent>): Promise<ModelChe
   const duplicates = streamDuplicates(ctx.published, log, violations);
   const expected = foldExpected([...ctx.published, ...duplicates]);
   const contents = checkContents(expected, ctx, violations, log);
+  const logMismatch = compareWithLog(expected, log, `${ctx.names.ordersPrefix}.`, violations);
   const implied = summariesFromLog(log, `${ctx.names.ordersPrefix}.`);
   const deliveries = checkDeliveries(expected, implied, ctx, violations);
   return {
@@ -126,8 +127,43 @@ async function checkOrders(ctx: CheckContext<ChaosOrderEvent>): Promise<ModelChe
       ...deliveries,
       logEntries: log.length,
       streamDuplicates: duplicates.length,
+      publishedNotLog: logMismatch,
     },
   };
+}
+
+/**
+ * The model folds what the publisher was acknowledged; the log is what the fleet consumes. Where
+ * a customer's event count differs between the two, the harness's view of the log is wrong, not
+ * the fleet (named apart so a mismatch above can be attributed).
+ */
+function compareWithLog(
+  expected: ReadonlyMap<string, Expected>,
+  log: readonly StoredMessage[],
+  prefix: string,
+  violations: Violation[],
+): number {
+  const inLog = new Map<string, number>();
+  for (const m of log) {
+    if (!m.subject.startsWith(prefix)) continue;
+    const tokens = m.subject.slice(prefix.length).split('.');
+    if (tokens.length !== 2) continue; // <p>.<customer>; timer entries have a kind token more
+    const customerId = tokens[1] ?? '';
+    inLog.set(customerId, (inLog.get(customerId) ?? 0) + 1);
+  }
+  let differ = 0;
+  for (const [customerId, exp] of expected) {
+    const n = inLog.get(customerId) ?? 0;
+    if (n === exp.events) continue;
+    differ++;
+    if (differ <= MAX_LISTED)
+      violations.push({
+        name: VIOLATION_NAMES.publishedNotLog,
+        detail: `${customerId}: the publisher was acknowledged ${exp.events} events, the log holds ${n}`,
+        data: { customerId, acknowledged: exp.events, inLog: n },
+      });
+  }
+  return differ;
 }
 
 /**

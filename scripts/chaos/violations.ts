@@ -10,6 +10,8 @@ export const VIOLATION_NAMES = {
    * holds (it applies both, as it must); this names the duplicate at its source.
    */
   streamDuplicate: 'STREAM_DUPLICATE',
+  /** A customer's events as acknowledged to the publisher differ from those in the log. */
+  publishedNotLog: 'PUBLISHED_NOT_LOG',
   /** A customer in the model has no stored state, or the reverse. */
   customerMissing: 'CUSTOMER_MISSING',
   /** Consecutive summaries of a customer do not chain: the next one does not start where the last ended. */

@@ -293,6 +293,20 @@ export class PartitionRunner<S, E, O = never> {
       throw new Error(`partition ${this.partition} runner already ${this.#state}`);
     this.#startedAt = Date.now();
     this.#transition('starting');
+    try {
+      await this.#begin();
+    } catch (err) {
+      // A start that fails half way (NATS timing out) must not leave its consumer subscription
+      // pulling: the next runner recreates the durable consumer under the same name, and a
+      // leftover subscription would take messages from it.
+      this.#intakeStopped = true;
+      await this.#release({ flush: false }); // nothing was acked yet
+      this.#transition('failed', { err: describeError(err) });
+      throw err;
+    }
+  }
+
+  async #begin(): Promise<void> {
     const { watermarks, settings } = this.#deps;
 
     // Fence before anything else: bumping the epoch with a conditional write makes the previous
@@ -902,7 +916,7 @@ export class PartitionRunner<S, E, O = never> {
   }
 
   /** Each cleanup step on its own, so one failure does not skip the others. */
-  async #release(): Promise<void> {
+  async #release(opts: { readonly flush: boolean } = { flush: true }): Promise<void> {
     clearInterval(this.#tick);
     try {
       this.#queries.stop();
@@ -914,6 +928,7 @@ export class PartitionRunner<S, E, O = never> {
     } catch (err) {
       this.#log.warn({ err: describeError(err) }, 'consumer close failed');
     }
+    if (!opts.flush) return;
     try {
       // Acks are fire-and-forget; make sure the last one reached the server.
       await this.#deps.nc.flush();
