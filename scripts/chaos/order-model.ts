@@ -115,7 +115,10 @@ async function checkOrders(ctx: CheckContext<ChaosOrderEvent>): Promise<ModelChe
   const violations: Violation[] = [];
   const log = await ctx.readStream(ctx.names.ordersStream);
   const duplicates = streamDuplicates(ctx.published, log, violations);
-  const expected = foldExpected([...ctx.published, ...duplicates]);
+  const collisions: string[] = [];
+  const expected = foldExpected([...ctx.published, ...duplicates], collisions);
+  for (const c of collisions.slice(0, MAX_LISTED))
+    violations.push({ name: VIOLATION_NAMES.publishedNotLog, detail: c });
   const contents = checkContents(expected, ctx, violations, log);
   const logMismatch = compareWithLog(expected, log, `${ctx.names.ordersPrefix}.`, violations);
   const implied = summariesFromLog(log, `${ctx.names.ordersPrefix}.`);
@@ -152,6 +155,20 @@ function compareWithLog(
     inLog.set(customerId, (inLog.get(customerId) ?? 0) + 1);
   }
   let differ = 0;
+  // Which log entries the acknowledgements do not account for: by sequence, the ones no
+  // acknowledged publish points at.
+  const acked = new Set<number>();
+  for (const exp of expected.values()) for (const l of exp.log) acked.add(l.seq);
+  const unaccounted = log.filter((m) => {
+    if (!m.subject.startsWith(prefix) || acked.has(m.seq)) return false;
+    return m.subject.slice(prefix.length).split('.').length === 2;
+  });
+  for (const m of unaccounted.slice(0, MAX_LISTED))
+    violations.push({
+      name: VIOLATION_NAMES.publishedNotLog,
+      detail: `seq ${m.seq} (${m.subject}, Nats-Msg-Id ${m.msgId ?? 'none'}, at ${new Date(m.timeMs).toISOString()}) is an event in the log that no acknowledged publish points at: ${m.data.slice(0, 120)}`,
+      data: { seq: m.seq, subject: m.subject, msgId: m.msgId },
+    });
   for (const [customerId, exp] of expected) {
     const n = inLog.get(customerId) ?? 0;
     if (n === exp.events) continue;
@@ -202,9 +219,18 @@ function streamDuplicates(
 /** Expected state per customer: events folded in stream order, each stored sequence once. */
 function foldExpected(
   published: readonly PublishedEvent<ChaosOrderEvent>[],
+  collisions: string[] = [],
 ): Map<string, Expected> {
   const bySeq = new Map<number, PublishedEvent<ChaosOrderEvent>>();
-  for (const p of published) if (p.seq !== undefined) bySeq.set(p.seq, p);
+  for (const p of published) {
+    if (p.seq === undefined) continue;
+    const other = bySeq.get(p.seq);
+    // Two publishes acknowledged with one sequence: only one of them can be there (see
+    // PUBLISHED_NOT_LOG for what the log holds instead).
+    if (other !== undefined)
+      collisions.push(`${other.event.id} and ${p.event.id} both acked as seq ${p.seq}`);
+    bySeq.set(p.seq, p);
+  }
   const out = new Map<string, Expected>();
   for (const seq of [...bySeq.keys()].sort((a, b) => a - b)) {
     const p = bySeq.get(seq);
