@@ -30,6 +30,11 @@ export const ErrorCode = {
   PublishFailed: 'PUBLISH_FAILED',
   /** The publisher was closed. */
   PublisherClosed: 'PUBLISHER_CLOSED',
+  /**
+   * A publish was answered as a duplicate of one still being replicated, with sequence 0: stored
+   * (or about to be), its sequence not known yet. Asking again with the same id gets it.
+   */
+  PublishUnsequenced: 'PUBLISH_UNSEQUENCED',
   /** A stored state could not be decoded (unknown version or corrupt). */
   StateCorrupt: 'STATE_CORRUPT',
   /** A conditional (compare-and-swap) write lost: somebody else wrote first. */
@@ -69,6 +74,7 @@ export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
  */
 const RETRIABLE_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   ErrorCode.PublishFailed,
+  ErrorCode.PublishUnsequenced,
   ErrorCode.WriteConflict,
   ErrorCode.Fenced,
   ErrorCode.QueryFailed,

@@ -2,6 +2,7 @@ import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
 import type { ResourceNames } from '../contract/names.js';
 import type { PendingTimer } from './aggregator.js';
 import type { OrderEntry } from './order-aggregator.js';
+import { sequenced } from '../nats/pub-ack.js';
 import { timerSubject } from './order-log.js';
 
 /**
@@ -31,11 +32,14 @@ export function timerAppender(
     const subject = timerSubject(names, partition, customerId);
     const data = JSON.stringify(timer.entry);
     const opts = { expect: { streamName: names.ordersStream } };
-    const ack = await js.publish(subject, data, { ...opts, msgID: timer.id });
+    const ack = sequenced(await js.publish(subject, data, { ...opts, msgID: timer.id }), timer.id);
     if (!ack.duplicate) return { kind: 'appended', seq: ack.seq };
     const stored = await jsm.streams.getMessage(names.ordersStream, { seq: ack.seq });
     if (stored !== null && stored.subject === subject) return { kind: 'duplicate', seq: ack.seq };
-    const again = await js.publish(subject, data, { ...opts, msgID: `${timer.id}-${ack.seq}` });
+    const again = sequenced(
+      await js.publish(subject, data, { ...opts, msgID: `${timer.id}-${ack.seq}` }),
+      timer.id,
+    );
     return { kind: again.duplicate ? 'duplicate' : 'appended', seq: again.seq };
   };
 }

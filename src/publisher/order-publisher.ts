@@ -1,3 +1,4 @@
+import { sequenced } from '../nats/pub-ack.js';
 import { randomUUID } from 'node:crypto';
 import { jetstream, JetStreamApiError, type JetStreamClient } from '@nats-io/jetstream';
 import {
@@ -170,13 +171,14 @@ export class OrderPublisher {
       // Same id on every attempt: if an earlier attempt was stored and only its ack was lost,
       // JetStream answers this one as a duplicate instead of storing it twice.
       const ack = await retry(
-        (attempt) => {
+        async (attempt) => {
           attempts = attempt;
-          return this.#js.publish(subject, data, {
+          const sent = await this.#js.publish(subject, data, {
             msgID: id,
             timeout: timeoutMs,
             expect: { streamName: names.ordersStream },
           });
+          return sequenced(sent, `event ${id}`);
         },
         {
           maxAttempts,

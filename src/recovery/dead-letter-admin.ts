@@ -1,3 +1,4 @@
+import { sequenced } from '../nats/pub-ack.js';
 import {
   jetstream,
   jetstreamManager,
@@ -226,11 +227,14 @@ export class DeadLetterAdmin {
     }
     const h = headers();
     h.set(REDRIVE_OF_HEADER, `${this.names.deadLetterStream}:${letter.seq}`);
-    const ack = await this.js.publish(subject, letter.data, {
-      msgID: `redrive-${this.names.deadLetterStream}-${letter.seq}`,
-      headers: h,
-      expect: { streamName: letter.sourceStream },
-    });
+    const ack = sequenced(
+      await this.js.publish(subject, letter.data, {
+        msgID: `redrive-${this.names.deadLetterStream}-${letter.seq}`,
+        headers: h,
+        expect: { streamName: letter.sourceStream },
+      }),
+      `redrive of dead letter ${letter.seq}`,
+    );
     await this.#finish(key, revision, since, subject, ack.seq);
     return ack.duplicate
       ? { seq: letter.seq, action: 'already-redriven', subject, newSeq: ack.seq }
