@@ -136,6 +136,19 @@ export class KvWatchers {
     return { state: s.streamInfo.state.last_seq, meta: m.streamInfo.state.last_seq };
   }
 
+  /** The highest lastSeq written for each customer id, and the revision that wrote it. */
+  highestLastSeq(): Map<string, { readonly lastSeq: number; readonly revision: number }> {
+    const out = new Map<string, { lastSeq: number; revision: number }>();
+    for (const [customerId, writes] of this.#writes) {
+      for (const w of writes) {
+        const best = out.get(customerId);
+        if (best === undefined || w.lastSeq > best.lastSeq)
+          out.set(customerId, { lastSeq: w.lastSeq, revision: w.revision });
+      }
+    }
+    return out;
+  }
+
   /** Every customer write seen so far, per customer id, in revision order. */
   get writes(): ReadonlyMap<string, readonly CustomerWrite[]> {
     return this.#writes;

@@ -283,8 +283,7 @@ function checkContents(
       if (events < exp.events) lost += exp.events - events;
       if (events > exp.events) doubled += events - exp.events;
       const missing = events < exp.events ? whichMissing(exp, items, exp.events - events) : [];
-      const firstBad =
-        events > exp.events ? firstDoubledWrite(exp, ctx.writes.get(customerId)) : '';
+      const firstBad = firstMiscountedWrite(exp, ctx.writes.get(customerId));
       report({
         name: VIOLATION_NAMES.contentsMismatch,
         detail: `${customerId}: expected ${exp.events} events [${exp.items.join(',')}], stored ${events} events [${items.join(',')}] (lastSeq ${stored.lastSeq})${missing.length > 0 ? `; the stored state is the fold without seq ${missing.map((m) => m.map(where).join(' + ')).join(' or ')}` : ''}${firstBad}`,
@@ -315,11 +314,11 @@ function checkContents(
 }
 
 /**
- * The first write of a customer whose event count exceeds what the log holds up to its lastSeq,
- * with the write before it: when and from which state an entry was applied twice, to line up
- * with the owners' logs.
+ * The first write of a customer whose event count differs from what the log holds up to its
+ * lastSeq, with the write before it: when, and from which state, an entry was applied twice or
+ * skipped, to line up with the owners' logs.
  */
-function firstDoubledWrite(exp: Expected, writes: readonly CustomerWrite[] | undefined): string {
+function firstMiscountedWrite(exp: Expected, writes: readonly CustomerWrite[] | undefined): string {
   if (writes === undefined) return '';
   const upTo = (seq: number): number => exp.log.filter((l) => l.seq <= seq).length;
   const eventsOf = (w: CustomerWrite): number | undefined => {
@@ -330,9 +329,17 @@ function firstDoubledWrite(exp: Expected, writes: readonly CustomerWrite[] | und
     `revision ${w.revision} at +${(w.atMs / 1000).toFixed(1)}s (lastSeq ${w.lastSeq}, ${eventsOf(w) ?? '?'} events, the log has ${upTo(w.lastSeq)})`;
   for (const [i, w] of writes.entries()) {
     const e = eventsOf(w);
-    if (e === undefined || e <= upTo(w.lastSeq)) continue;
+    if (e === undefined || e === upTo(w.lastSeq)) continue;
     const prev = writes[i - 1];
-    return `; first over-counted write: ${describe(w)}${prev === undefined ? '' : `, after ${describe(prev)}`}`;
+    const kind = e > upTo(w.lastSeq) ? 'over' : 'under';
+    const between =
+      prev === undefined
+        ? ''
+        : `; the log's events of this customer in (${prev.lastSeq}, ${w.lastSeq}]: ${exp.log
+            .filter((l) => l.seq > prev.lastSeq && l.seq <= w.lastSeq)
+            .map((l) => l.seq)
+            .join(',')}`;
+    return `; first ${kind}-counted write: ${describe(w)}${prev === undefined ? '' : `, after ${describe(prev)}`}${between}`;
   }
   return '';
 }

@@ -377,6 +377,15 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     }
 
     const stored = await readStoredCustomers(conn, names.stateBucket);
+    for (const [customerId, seen] of w.highestLastSeq()) {
+      const final = stored.get(customerId);
+      if (final !== undefined && final.lastSeq >= seen.lastSeq) continue;
+      violation({
+        name: VIOLATION_NAMES.kvWriteLost,
+        detail: `${customerId}: the bucket holds lastSeq ${final?.lastSeq ?? 'nothing'}, but the watch saw revision ${seen.revision} write lastSeq ${seen.lastSeq}`,
+        data: { customerId, final: final?.lastSeq, seen },
+      });
+    }
     const check = await model.check({
       published,
       stored,

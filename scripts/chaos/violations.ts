@@ -29,6 +29,11 @@ export const VIOLATION_NAMES = {
   summaryUnexpected: 'SUMMARY_UNEXPECTED',
   /** A customer's lastSeq in the state bucket went down. */
   lastSeqBackwards: 'LASTSEQ_BACKWARDS',
+  /**
+   * A customer's final value in the bucket is older than a write the watch saw (a lower lastSeq):
+   * an acknowledged KV write is gone (the server lost it), which the fleet cannot see either.
+   */
+  kvWriteLost: 'KV_WRITE_LOST',
   /** Two different runners wrote a partition's watermark under the same epoch. */
   epochShared: 'EPOCH_SHARED',
   /** A partition's watermark epoch or sequence went down. */
