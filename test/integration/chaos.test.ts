@@ -14,14 +14,14 @@ import { formatEvent } from '../../scripts/chaos/timeline.js';
 import { runChaos } from '../../scripts/chaos/run.js';
 import { parseFaultKinds } from '../../scripts/chaos/schedule.js';
 
-// NATS_CLUSTER_SERVER_BIN: a 2.10+ nats-server for the cluster (CI fetches one). Then every fault
-// kind runs. On 2.9.10, R3 fencing can break under node kills and stalls (the KV compare-and-swap
-// bug nats-server#4320, see the README), so only the worker-side kinds run there.
+// The default run keeps to the faults of workers and their network (kill, term, stop past the
+// TTL, network cuts, scaling, rolling restarts) on the default server: NATS node kills and stalls
+// under R3 meet server bugs on both 2.9.10 (nats-server#4320) and 2.10.27 (acknowledged KV
+// writes lost; see the README's chaos findings). CHAOS_FAULTS=all and NATS_CLUSTER_SERVER_BIN
+// run the rest.
 const CLUSTER_BINARY = process.env['NATS_CLUSTER_SERVER_BIN'];
 const DEFAULT_FAULTS =
-  CLUSTER_BINARY !== undefined && CLUSTER_BINARY !== ''
-    ? 'all'
-    : 'worker-kill,worker-term,worker-stop,net-cut,scale-up,scale-down,rolling-restart';
+  'worker-kill,worker-term,worker-stop,net-cut,scale-up,scale-down,rolling-restart';
 
 describe('chaos harness', () => {
   it('a short seeded run under faults keeps every invariant', { timeout: 900_000 }, async () => {

@@ -28,8 +28,10 @@ import {
   traceOnFailure,
   useTeardown,
 } from '../support/fleet-scenarios.js';
-import { diffStates, lostCustomers, modelFromPublished } from '../support/model.js';
-import { NO_SUMMARY_TIMERS } from '../support/worker-scenarios.js';
+import { diffStates, lostCustomers, modelFromPublished, OrderModel } from '../support/model.js';
+import { readStream } from '../support/summaries.js';
+import { NO_SUMMARY_TIMERS, partitionProgress } from '../support/worker-scenarios.js';
+import { partitionOf } from '../../src/contract/partition.js';
 
 const teardown = useTeardown();
 
@@ -45,6 +47,60 @@ async function expectModel(
   const stored = await readStoredStates(dep);
   expect(diffStates(modelFromPublished(events, results).expected(), stored)).toEqual([]);
   expect(lostCustomers(events, results, stored)).toEqual([]);
+}
+
+/**
+ * The fleet is judged against the log as stored (a fold of the ORDERS stream's events), and,
+ * apart, the stream against the publisher: every acknowledged event must be in it once, at the
+ * sequence it was acknowledged with. Separating the two says whether a mismatch is the fleet's
+ * or the server's (a node kill -9 is where a server can lose or move an acknowledged message).
+ */
+async function expectLogModel(
+  dep: TestDeployment,
+  events: Parameters<typeof modelFromPublished>[0],
+  results: Parameters<typeof modelFromPublished>[1],
+): Promise<void> {
+  const log = await readStream(dep.nc, dep.names.ordersStream);
+  const model = new OrderModel();
+  const seqsById = new Map<string, number[]>();
+  for (const m of log) {
+    const [, , customerId, kind] = m.subject.split('.');
+    if (customerId === undefined || kind !== undefined) continue; // timer entries
+    const event = m.json as Parameters<OrderModel['apply']>[0]['event'];
+    model.apply({ customerId, event });
+    seqsById.set(event.id, [...(seqsById.get(event.id) ?? []), m.seq]);
+  }
+  const stored = await readStoredStates(dep);
+  const differ = diffStates(model.expected(), stored);
+  if (differ.length > 0) {
+    // Where the fleet's checkpoints stand: a customer far behind its partition's watermark means
+    // a state write acknowledged before that watermark is gone from the bucket.
+    const progress = await partitionProgress(dep);
+    const lastOf = new Map<string, number>();
+    for (const m of log) {
+      const [, , customerId, kind] = m.subject.split('.');
+      if (customerId !== undefined && kind === undefined) lastOf.set(customerId, m.seq);
+    }
+    console.error(
+      [...stored]
+        .filter(([id]) => differ.some((d) => d.startsWith(`${id}:`)))
+        .slice(0, 8)
+        .map(
+          ([id, st]) =>
+            `${id}: stored lastSeq ${st.lastSeq}, last event ${lastOf.get(id) ?? '-'}, partition watermark ${progress.find((p) => p.partition === partitionOf(id, dep.partitions))?.watermark ?? '-'}`,
+        )
+        .join('\n'),
+    );
+  }
+  expect(differ, 'the fleet against the log').toEqual([]);
+  const notAsAcked = events.flatMap((e, i) => {
+    const seqs = seqsById.get(e.event.id) ?? [];
+    const acked = results[i]?.seq;
+    return seqs.length === 1 && seqs[0] === acked
+      ? []
+      : [`${e.event.id}: acknowledged at ${acked ?? '-'}, in the log at [${seqs.join(',')}]`];
+  });
+  expect(notAsAcked.slice(0, 20), 'the log against the acknowledgements').toEqual([]);
 }
 
 /** Every stream of the server has all its replicas current. */
@@ -85,7 +141,10 @@ function fleet(dep: TestDeployment): {
 
 describe('NATS cluster and network failures under a loaded fleet', () => {
   it('kill -9 and restart of each node of a 3-node R3 cluster: every worker stays up, state equals the model', async () => {
-    // NATS_CLUSTER_SERVER_BIN: a 2.10+ server where CI has one (R3 on 2.9.10 has nats-server#4320).
+    // The default server (Debian's 2.9.10 in CI). NATS_CLUSTER_SERVER_BIN picks another: on
+    // 2.10.27 this scenario has left the state and meta buckets behind writes the server had
+    // acknowledged (see the README's chaos findings), which the fleet can only repair on its
+    // partitions' next write; that is being taken up with the server, not papered over here.
     const binary = process.env['NATS_CLUSTER_SERVER_BIN'];
     const cluster = await startNatsCluster({
       syncAlways: true,
@@ -131,7 +190,7 @@ describe('NATS cluster and network failures under a loaded fleet', () => {
     await settled(dep, ['w1', 'w2', 'w3']);
     step('settled');
     expect(workers.map(alive)).toEqual([true, true, true]);
-    await expectModel(dep, load.events, load.results);
+    await expectLogModel(dep, load.events, load.results);
     for (const w of workers) await stopGracefully(w);
   });
 
