@@ -317,9 +317,11 @@ describeK8s('k8s behaviour from the rendered manifests', () => {
       if (firstUp === undefined) throw new Error('never scaled up');
       expect(downs.filter((d) => d.t > firstUp.t).length).toBeGreaterThan(0);
       const window = so.behavior.scaleDown.stabilizationWindowSeconds;
-      // The HPA began at the Deployment's replicas, so its first scale-in waited a whole window.
+      // The HPA began at the Deployment's replicas, so its first scale-in waited about a window
+      // (a decision, not a timing: the slack is one sync of the HPA's cadence, which jitters on a
+      // loaded machine; the exact rule is checked per scale-in below, from the recorded syncs).
       const began = syncs[0]?.t ?? 0;
-      expect((downs[0]?.t ?? 0) - began).toBeGreaterThanOrEqual(window - so.pollingInterval - 0.2);
+      expect((downs[0]?.t ?? 0) - began).toBeGreaterThanOrEqual(window - 2 * so.pollingInterval);
       for (const d of downs) {
         const inWindow = syncs.filter((s) => s.t <= d.t && s.t > d.t - window + 0.2);
         expect(
