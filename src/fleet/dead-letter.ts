@@ -1,4 +1,5 @@
 import type { JetStreamClient, JsMsg } from '@nats-io/jetstream';
+import { sequenced } from '../nats/pub-ack.js';
 import { headers } from '@nats-io/transport-node';
 import type { ResourceNames } from '../contract/names.js';
 import { describeError, ErrorCode, isOrderFleetError, isValidationError } from '../errors.js';
@@ -64,12 +65,17 @@ export class DeadLetterSink {
     // retried (same message id, so a retry after a lost ack is stored once) until the budget or
     // the signal runs out, and then the runner fails rather than skip it.
     await retry(
-      () =>
-        this.js.publish(subject, msg.data, {
-          msgID,
-          headers: h,
-          expect: { streamName: this.names.deadLetterStream },
-        }),
+      async () =>
+        // A sequence-0 duplicate means the first attempt is still being replicated and may yet
+        // be lost with its leader: only a real sequence says the dead letter is filed.
+        sequenced(
+          await this.js.publish(subject, msg.data, {
+            msgID,
+            headers: h,
+            expect: { streamName: this.names.deadLetterStream },
+          }),
+          `dead letter ${msgID}`,
+        ),
       {
         ...PUBLISH_RETRY,
         ...(signal === undefined ? {} : { signal }),

@@ -1,4 +1,5 @@
 import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
+import { sequenced } from '../nats/pub-ack.js';
 import { headers } from '@nats-io/transport-node';
 import type { ResourceNames } from '../contract/names.js';
 import { describeError } from '../errors.js';
@@ -51,12 +52,18 @@ export class SummarySink implements OutputSink<SummaryNotification> {
     const h = headers();
     h.set(SUMMARY_ID_HEADER, summary.summaryId);
     const ack = await retry(
-      () =>
-        this.js.publish(subject, JSON.stringify(summary), {
-          msgID: summary.summaryId,
-          headers: h,
-          expect: { streamName: this.names.notificationsStream },
-        }),
+      async () =>
+        // A sequence-0 duplicate means the first attempt is still being replicated and may yet
+        // be lost with its leader: only a real sequence says the summary is stored, and the
+        // watermark must not pass its entry before that.
+        sequenced(
+          await this.js.publish(subject, JSON.stringify(summary), {
+            msgID: summary.summaryId,
+            headers: h,
+            expect: { streamName: this.names.notificationsStream },
+          }),
+          `summary ${summary.summaryId}`,
+        ),
       {
         ...PUBLISH_RETRY,
         ...(signal === undefined ? {} : { signal }),
