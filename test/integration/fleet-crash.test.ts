@@ -20,7 +20,13 @@ import {
   startLoad,
   useTeardown,
 } from '../support/fleet-scenarios.js';
-import { eventually, readStoredStates, spawnWorker, waitReady } from '../support/fleet.js';
+import {
+  eventually,
+  readStoredStates,
+  spawnWorker,
+  waitReady,
+  type LogLine,
+} from '../support/fleet.js';
 import { diffStates, lostCustomers, modelFromPublished } from '../support/model.js';
 
 const PARTITIONS = 8;
@@ -75,12 +81,21 @@ describe('fleet crash (SIGKILL) under load', () => {
     }
     step('taken over');
     // Each of the victim's partitions was started by a survivor from a crashed (unclean) state.
-    const takeovers = [c1, c3].flatMap((w) =>
-      w
-        .logs()
-        .slice(survivorsLogAt.get(w.id) ?? 0)
-        .filter((l) => l.msg === 'partition starting'),
-    );
+    // The status shows the new epoch as soon as the survivor fenced, which is before its runner
+    // has created the consumer and reported the start: wait for every report.
+    const startsSince = (): LogLine[] =>
+      [c1, c3].flatMap((w) =>
+        w
+          .logs()
+          .slice(survivorsLogAt.get(w.id) ?? 0)
+          .filter((l) => l.msg === 'partition starting'),
+      );
+    const takeovers = await eventually(() => {
+      const all = startsSince();
+      return victimPartitions.every((p) => all.some((l) => numberField(l, 'partition') === p))
+        ? all
+        : undefined;
+    });
     for (const p of victimPartitions) {
       const starts = takeovers.filter((l) => numberField(l, 'partition') === p);
       expect(starts.length, `takeovers of partition ${p}`).toBeGreaterThan(0);
