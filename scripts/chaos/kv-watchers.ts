@@ -9,6 +9,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import type { QueuedIterator } from '@nats-io/transport-node';
 import { describeError } from '../../src/errors.js';
 import type { ResourceNames } from '../../src/contract/names.js';
+import { customerIdFromKey } from '../../src/state/keys.js';
 import type { CustomerWrite } from './model.js';
 import { VIOLATION_NAMES, type Violation } from './violations.js';
 
@@ -139,12 +140,9 @@ export class KvWatchers {
   /** The highest lastSeq written for each customer id, and the revision that wrote it. */
   highestLastSeq(): Map<string, { readonly lastSeq: number; readonly revision: number }> {
     const out = new Map<string, { lastSeq: number; revision: number }>();
-    for (const [customerId, writes] of this.#writes) {
-      for (const w of writes) {
-        const best = out.get(customerId);
-        if (best === undefined || w.lastSeq > best.lastSeq)
-          out.set(customerId, { lastSeq: w.lastSeq, revision: w.revision });
-      }
+    for (const [key, seen] of this.#lastSeq) {
+      const customerId = customerIdFromKey(key);
+      if (customerId !== undefined) out.set(customerId, seen);
     }
     return out;
   }
@@ -180,9 +178,9 @@ export class KvWatchers {
     // The whole bucket is watched (so the last revision seen can be compared with the bucket's),
     // but only customer entries carry a lastSeq; timer index entries are skipped.
     if (e.operation !== 'PUT' || !e.key.startsWith('c.')) return;
-    let lastSeq: unknown;
+    let value: { lastSeq?: unknown; state?: unknown };
     try {
-      lastSeq = (e.json<{ lastSeq?: unknown }>() ?? {}).lastSeq;
+      value = e.json<{ lastSeq?: unknown; state?: unknown }>() ?? {};
     } catch (err) {
       this.#violation({
         name: 'STATE_UNREADABLE',
@@ -190,16 +188,14 @@ export class KvWatchers {
       });
       return;
     }
+    const lastSeq = value.lastSeq;
     if (typeof lastSeq !== 'number') return;
-    const customerId = e.key.split('.').slice(2).join('.');
-    const list = this.#writes.get(customerId) ?? [];
-    list.push({
-      revision: e.revision,
-      atMs: Date.now() - this.#t0,
-      lastSeq,
-      state: (e.json<{ state?: unknown }>() ?? {}).state,
-    });
-    this.#writes.set(customerId, list);
+    const customerId = customerIdFromKey(e.key);
+    if (customerId !== undefined) {
+      const list = this.#writes.get(customerId) ?? [];
+      list.push({ revision: e.revision, atMs: Date.now() - this.#t0, lastSeq, state: value.state });
+      this.#writes.set(customerId, list);
+    }
     const prev = this.#lastSeq.get(e.key);
     if (prev !== undefined && lastSeq < prev.lastSeq) {
       this.#violation({

@@ -88,24 +88,16 @@ EOF
 fi
 
 # --- nats-server -----------------------------------------------------------------------------
-natsdir="$CACHE_DIR/nats-$NATS_SUITE"
-if [ ! -x "$natsdir/root/usr/sbin/nats-server" ]; then
-  log "fetching nats-server from Debian $NATS_SUITE"
-  rm -rf "$natsdir" && mkdir -p "$natsdir/apt/lists/partial" "$natsdir/apt/archives/partial"
-  echo "deb $MIRROR $NATS_SUITE main" >"$natsdir/sources.list"
-  aptopts=(-o "Dir::Etc::SourceList=$natsdir/sources.list" -o "Dir::Etc::SourceParts=-"
-    -o "Dir::State::Lists=$natsdir/apt/lists" -o "Dir::Cache=$natsdir/apt" -o "APT::Get::List-Cleanup=0")
-  apt-get "${aptopts[@]}" update -qq >&2
-  (cd "$natsdir" && apt-get "${aptopts[@]}" download nats-server >&2)
-  dpkg -x "$natsdir"/nats-server_*.deb "$natsdir/root"
-  rm -rf "$natsdir/apt"
-fi
-NATS_VERSION="$("$natsdir/root/usr/sbin/nats-server" --version | sed -E 's/.*v([0-9.]+).*/\1/')"
+# The same download and cache as the tests' newer server (scripts/nats/fetch-nats-server.sh).
+natsbin="$(DEBIAN_MIRROR="$MIRROR" NATS_SUITE="$NATS_SUITE" CACHE_DIR="$CACHE_DIR" \
+  "$(dirname "$0")/../nats/fetch-nats-server.sh")"
+natsdir="$CACHE_DIR/nats-$NATS_SUITE" # where that script unpacked it; the image is built there
+NATS_VERSION="$("$natsbin" --version | sed -E 's/.*v([0-9.]+).*/\1/')"
 NATS_IMAGE="$PREFIX/nats:$NATS_VERSION"
 if have_image "$NATS_IMAGE"; then
   log "$NATS_IMAGE exists"
 else
-  cp "$natsdir/root/usr/sbin/nats-server" "$natsdir/nats-server"
+  cp "$natsbin" "$natsdir/nats-server"
   cat >"$natsdir/Dockerfile" <<EOF
 FROM $DEBIAN_IMAGE
 COPY nats-server /usr/local/bin/nats-server

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Fetches a newer nats-server (Debian trixie's package, 2.10.x) without installing it: apt-get
 # download + dpkg -x into a cache dir. Prints the binary's path on stdout; progress goes to stderr.
-# Used by CI for the tests that need 2.10+ behaviour (R3 clusters under node kills: 2.9.10 has the
-# KV compare-and-swap bug nats-server#4320). The same cache as scripts/docker/build-base-images.sh.
+# Used by scripts/docker/build-base-images.sh for the NATS image, and by hand to run the R3 cluster
+# tests and `npm run chaos` on 2.10 (NATS_CLUSTER_SERVER_BIN, --nats-server): 2.9.10 has the KV
+# compare-and-swap bug nats-server#4320.
 set -euo pipefail
 MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 SUITE="${NATS_SUITE:-trixie}"

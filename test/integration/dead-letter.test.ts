@@ -10,6 +10,7 @@ import { partitionOf } from '../../src/contract/partition.js';
 import { DeadLetterHeader } from '../../src/fleet/dead-letter.js';
 import { eventually, readStoredStates, waitReady, type TestDeployment } from '../support/fleet.js';
 import { diffStates, generateLoad, OrderModel } from '../support/model.js';
+import { readDeadLetters } from '../support/fleet-scenarios.js';
 import { logsWith, waitCheckpointed, workerFleet } from '../support/worker-scenarios.js';
 
 /** Small limits for the worker, so that oversized payloads are cheap to produce. */
@@ -251,17 +252,6 @@ function lastSeqOfPartitions(
     if (p !== undefined) last.set(p, Math.max(last.get(p) ?? 0, m.seq));
   }
   return last;
-}
-
-async function readDeadLetters(d: TestDeployment): Promise<StoredMsg[]> {
-  const jsm = await jetstreamManager(d.nc);
-  const info = await jsm.streams.info(d.names.deadLetterStream);
-  const out: StoredMsg[] = [];
-  for (let seq = info.state.first_seq; seq <= info.state.last_seq && seq > 0; seq++) {
-    const msg = await jsm.streams.getMessage(d.names.deadLetterStream, { seq });
-    if (msg !== null) out.push(msg);
-  }
-  return out;
 }
 
 /** Checks every dead letter against what was published: once each, reason, origin, bytes. */

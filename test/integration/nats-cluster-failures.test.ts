@@ -27,27 +27,15 @@ import {
   stopGracefully,
   traceOnFailure,
   useTeardown,
+  alive,
+  expectModel,
 } from '../support/fleet-scenarios.js';
-import { diffStates, lostCustomers, modelFromPublished, OrderModel } from '../support/model.js';
+import { diffStates, modelFromPublished, OrderModel } from '../support/model.js';
 import { readStream } from '../support/summaries.js';
 import { NO_SUMMARY_TIMERS, partitionProgress } from '../support/worker-scenarios.js';
 import { partitionOf } from '../../src/contract/partition.js';
 
 const teardown = useTeardown();
-
-function alive(w: WorkerProcess): boolean {
-  return w.child.exitCode === null && w.child.signalCode === null;
-}
-
-async function expectModel(
-  dep: TestDeployment,
-  events: Parameters<typeof modelFromPublished>[0],
-  results: Parameters<typeof modelFromPublished>[1],
-): Promise<void> {
-  const stored = await readStoredStates(dep);
-  expect(diffStates(modelFromPublished(events, results).expected(), stored)).toEqual([]);
-  expect(lostCustomers(events, results, stored)).toEqual([]);
-}
 
 /**
  * The fleet is judged against the log as stored (a fold of the ORDERS stream's events), and,

@@ -26,31 +26,13 @@ import {
   stopGracefully,
   traceOnFailure,
   useTeardown,
+  alive,
+  expectModel,
 } from '../support/fleet-scenarios.js';
-import {
-  diffStates,
-  generateLoad,
-  lostCustomers,
-  modelFromPublished,
-  publishAll,
-} from '../support/model.js';
+import { diffStates, generateLoad, modelFromPublished, publishAll } from '../support/model.js';
 import { NO_SUMMARY_TIMERS } from '../support/worker-scenarios.js';
 
 const teardown = useTeardown();
-
-function alive(w: WorkerProcess): boolean {
-  return w.child.exitCode === null && w.child.signalCode === null;
-}
-
-async function expectModel(
-  dep: TestDeployment,
-  events: Parameters<typeof modelFromPublished>[0],
-  results: Parameters<typeof modelFromPublished>[1],
-): Promise<void> {
-  const stored = await readStoredStates(dep);
-  expect(diffStates(modelFromPublished(events, results).expected(), stored)).toEqual([]);
-  expect(lostCustomers(events, results, stored)).toEqual([]);
-}
 
 async function scenario(opts: {
   readonly partitions: number;

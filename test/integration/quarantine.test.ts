@@ -5,7 +5,6 @@
 // it, and every other customer of the partition and of the fleet goes on. A real nats-server; the
 // worker runs in this process only so that its aggregator can be given a bug.
 
-import { jetstreamManager, type StoredMsg } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
@@ -15,14 +14,13 @@ import { DeadLetterHeader } from '../../src/fleet/dead-letter.js';
 import { startOrderWorker, type OrderAggregator } from '../../src/main.js';
 import { customerKey } from '../../src/state/keys.js';
 import { freePort, startNatsServer } from '../support/index.js';
+import { eventually, provision, readStoredStates, silentLogger } from '../support/fleet.js';
 import {
-  eventually,
-  provision,
-  readStoredStates,
-  silentLogger,
-  type TestDeployment,
-} from '../support/fleet.js';
-import { fleetStatusJson, settled, useTeardown } from '../support/fleet-scenarios.js';
+  fleetStatusJson,
+  readDeadLetters,
+  settled,
+  useTeardown,
+} from '../support/fleet-scenarios.js';
 import {
   diffStates,
   generateLoad,
@@ -46,17 +44,6 @@ function withBug(standard: OrderAggregator): OrderAggregator {
       return standard.apply(state, entry);
     },
   };
-}
-
-async function readDeadLetters(d: TestDeployment): Promise<StoredMsg[]> {
-  const jsm = await jetstreamManager(d.nc);
-  const info = await jsm.streams.info(d.names.deadLetterStream);
-  const out: StoredMsg[] = [];
-  for (let seq = info.state.first_seq; seq <= info.state.last_seq && seq > 0; seq++) {
-    const msg = await jsm.streams.getMessage(d.names.deadLetterStream, { seq });
-    if (msg !== null) out.push(msg);
-  }
-  return out;
 }
 
 const StoredSnapshot = z.object({

@@ -3,6 +3,7 @@
 
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { jetstreamManager, type StoredMsg } from '@nats-io/jetstream';
 import { afterEach, expect, onTestFailed } from 'vitest';
 import type { FleetStatus } from '../../src/admin/status.js';
 import { assignPartitions } from '../../src/fleet/assignment.js';
@@ -10,12 +11,20 @@ import type { PublishResult } from '../../src/publisher/order-publisher.js';
 import {
   eventually,
   provision,
+  readStoredStates,
   runCli,
   type LogLine,
   type TestDeployment,
   type WorkerProcess,
 } from './fleet.js';
-import { generateLoad, publishAll, type ModelEvent } from './model.js';
+import {
+  diffStates,
+  generateLoad,
+  lostCustomers,
+  modelFromPublished,
+  publishAll,
+  type ModelEvent,
+} from './model.js';
 import { startNatsServer } from './nats-server.js';
 
 /** Cleanups registered by a test; run in reverse order after each test, even when it fails. */
@@ -270,4 +279,32 @@ export async function settled(
     45_000,
     250,
   );
+}
+
+/** The worker process has not exited (nor been killed). */
+export function alive(w: WorkerProcess): boolean {
+  return w.child.exitCode === null && w.child.signalCode === null;
+}
+
+/** Every stored customer equals the model folded from what was published, and none lost an event. */
+export async function expectModel(
+  dep: TestDeployment,
+  events: readonly ModelEvent[],
+  results: readonly PublishResult[],
+): Promise<void> {
+  const stored = await readStoredStates(dep);
+  expect(diffStates(modelFromPublished(events, results).expected(), stored)).toEqual([]);
+  expect(lostCustomers(events, results, stored)).toEqual([]);
+}
+
+/** Every message of the dead-letter stream, in order. */
+export async function readDeadLetters(d: TestDeployment): Promise<StoredMsg[]> {
+  const jsm = await jetstreamManager(d.nc);
+  const info = await jsm.streams.info(d.names.deadLetterStream);
+  const out: StoredMsg[] = [];
+  for (let seq = info.state.first_seq; seq <= info.state.last_seq && seq > 0; seq++) {
+    const msg = await jsm.streams.getMessage(d.names.deadLetterStream, { seq });
+    if (msg !== null) out.push(msg);
+  }
+  return out;
 }
