@@ -493,6 +493,7 @@ async function benchCrash(
   // A long checkpoint interval keeps the burst applied but not checkpointed: all of it replays.
   const env = {
     CHECKPOINT_INTERVAL_MS: '60000',
+    CHECKPOINT_IDLE_MS: '0',
     CHECKPOINT_EVERY_EVENTS: '1000000',
     ...WINDOWS,
   };

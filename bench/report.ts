@@ -177,9 +177,13 @@ export function benchTable(): string[] {
     rows.push([
       '`bench:timers`',
       `${n(get(d, 'windows'))} windows closing at once`,
-      `deadline → summary p50 ${n(get(d, 'deadlineToSummaryMs', 'p50'))} ms, p99 ${n(get(d, 'deadlineToSummaryMs', 'p99'))} ms`,
-      '–',
-      '–',
+      `deadline → summary p50 ${n(get(d, 'deadlineToSummaryMs', 'p50'))} ms, p99 ${n(get(d, 'deadlineToSummaryMs', 'p99'))} ms; ${n(get(d, 'closingPerSecond'))} windows/s`,
+      get(timers, 'rawPublishPerSecond') === undefined
+        ? '–'
+        : `pipelined \`js.publish\` ${n(get(timers, 'rawPublishPerSecond'))}/s`,
+      get(timers, 'rawPublishPerSecond') === undefined
+        ? '–'
+        : ratio(get(d, 'closingPerSecond'), get(timers, 'rawPublishPerSecond')),
       '≥ 50 % of raw publish rate',
       loadOf('timers', get(timers, 'loadAverage')),
     ]);

@@ -139,6 +139,8 @@ interface DelayResult {
   readonly timerEntryToSummaryMs: Percentiles;
   readonly deadlineToSummaryMs: Percentiles;
   readonly lastSummaryAfterLastDeadlineMs: number;
+  /** Windows closed per second, from the first deadline to the last summary stored. */
+  readonly closingPerSecond: number;
 }
 
 async function benchDelay(server: NatsServerHandle): Promise<DelayResult> {
@@ -184,6 +186,7 @@ async function benchDelay(server: NatsServerHandle): Promise<DelayResult> {
     const toEntry: number[] = [];
     const toSummary: number[] = [];
     const total: number[] = [];
+    let firstDeadline = Number.POSITIVE_INFINITY;
     let lastDeadline = 0;
     let lastStored = 0;
     const js = jetstream(dep.nc);
@@ -200,6 +203,7 @@ async function benchDelay(server: NatsServerHandle): Promise<DelayResult> {
       toEntry.push(entryAt - deadline);
       toSummary.push(storedAt - entryAt);
       total.push(storedAt - deadline);
+      firstDeadline = Math.min(firstDeadline, deadline);
       lastDeadline = Math.max(lastDeadline, deadline);
       lastStored = Math.max(lastStored, storedAt);
       seen++;
@@ -215,6 +219,7 @@ async function benchDelay(server: NatsServerHandle): Promise<DelayResult> {
       timerEntryToSummaryMs: percentiles(toSummary),
       deadlineToSummaryMs: percentiles(total),
       lastSummaryAfterLastDeadlineMs: lastStored - lastDeadline,
+      closingPerSecond: seen / (Math.max(1, lastStored - firstDeadline) / 1000),
     };
   } finally {
     await worker.stop('SIGTERM');
@@ -400,10 +405,42 @@ function table(rows: readonly (readonly string[])[]): string {
   ].join('\n');
 }
 
+/**
+ * The floor a window's close is compared with: pipelined `js.publish` of as many small messages
+ * (1,024 in flight, each with a msg id, as a timer entry or a summary has) into a scratch
+ * stream on the same server, in the same run.
+ */
+async function benchRawPublish(server: NatsServerHandle, messages: number): Promise<number> {
+  const dep = await provision(server.url, { isolate: true, partitions: PARTITIONS });
+  const stream = 'BENCH_RAW_PUBLISH';
+  try {
+    const jsm = await jetstreamManager(dep.nc);
+    await jsm.streams.add({ name: stream, subjects: ['bench.rawpub.>'] });
+    const js = jetstream(dep.nc);
+    const data = new TextEncoder().encode(JSON.stringify({ type: 'summary.timer', window: 1 }));
+    let next = 0;
+    const began = performance.now();
+    await Promise.all(
+      Array.from({ length: 1024 }, async () => {
+        for (let i = next++; i < messages; i = next++) {
+          await js.publish(`bench.rawpub.${i % 1000}`, data, { msgID: `raw-${i}` });
+        }
+      }),
+    );
+    const perSecond = messages / ((performance.now() - began) / 1000);
+    await jsm.streams.delete(stream);
+    log(`(a) raw pipelined publish: ${Math.round(perSecond)} messages/s`);
+    return perSecond;
+  } finally {
+    await dep.close();
+  }
+}
+
 async function main(): Promise<void> {
   const server = await startNatsServer();
   try {
     const delay = await benchDelay(server);
+    const rawPublishPerSecond = await benchRawPublish(server, WINDOWS);
     const events = workload(EVENTS, CUSTOMERS);
     const raw = await benchRaw(server, events);
     const idle = await benchWorkerRate(
@@ -425,6 +462,9 @@ async function main(): Promise<void> {
     );
     out.push(
       `    published in ${fmt(delay.publishSeconds, 1)} s; summaries: ${delay.summaries}; last summary ${fmt(delay.lastSummaryAfterLastDeadlineMs)} ms after the last deadline`,
+    );
+    out.push(
+      `    closing rate ${fmt(delay.closingPerSecond)} windows/s = ${fmt((100 * delay.closingPerSecond) / rawPublishPerSecond, 1)} % of raw pipelined publish ${fmt(rawPublishPerSecond)}/s (goal ≥ 50 %)`,
     );
     out.push('');
     out.push(
@@ -469,6 +509,7 @@ async function main(): Promise<void> {
           loadAverage: (await import('node:os')).loadavg(),
           natsServer: server.version,
           delay,
+          rawPublishPerSecond,
           throughput: { raw, timersIdle: idle, timersFiring: firing },
         },
         null,

@@ -76,6 +76,7 @@ async function main(): Promise<void> {
       env: {
         LOG_LEVEL: 'info',
         CHECKPOINT_INTERVAL_MS: '600000',
+        CHECKPOINT_IDLE_MS: '0',
         CHECKPOINT_EVERY_EVENTS: '100000',
       },
     });

@@ -116,7 +116,7 @@ export function planFaults(opts: ScheduleOptions): PlannedFault[] {
       plan.push({
         n: plan.length + 1,
         kind,
-        atMs: Math.round(at),
+        atMs: Math.floor(at), // floor, not round: `at` < durationMs must hold for atMs too
         durationMs: Math.round(faultDuration(kind, ttl, r)),
         pick,
       });

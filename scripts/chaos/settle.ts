@@ -87,10 +87,11 @@ async function whatIsMissing(
     const unowned = status.table.filter((t) => t.owner === null || !ids.has(t.owner));
     if (unowned.length > 0)
       missing.push(`owners for partitions ${unowned.map((t) => t.partition).join(',')}`);
-    const lagging = status.table.filter((t) => t.lag > 0);
+    // An unreadable consumer (lag null) is not settled either.
+    const lagging = status.table.filter((t) => t.lag === null || t.lag > 0);
     if (lagging.length > 0)
       missing.push(
-        `checkpoints of partitions ${lagging.map((t) => `${t.partition}(lag ${t.lag})`).join(',')}`,
+        `checkpoints of partitions ${lagging.map((t) => `${t.partition}(lag ${t.lag ?? '?'})`).join(',')}`,
       );
     const jsm = await jetstreamManager(o.nc);
     const orders = await jsm.streams.info(o.names.ordersStream);

@@ -8,6 +8,7 @@ import { LeaseManager } from '../fleet/leases.js';
 import { MemberSchema, type MemberHealth } from '../fleet/membership.js';
 import type { Logger } from '../logging/logger.js';
 import { loadDeployment } from '../nats/deployment.js';
+import { describeError } from '../errors.js';
 import { isConsumerNotFound } from '../nats/errors.js';
 import { WatermarkStore } from '../state/watermark-store.js';
 import {
@@ -34,12 +35,21 @@ export interface PartitionStatus {
   readonly parked?: ParkedStatus;
   readonly watermark: number;
   readonly epoch: number;
-  /** Entries in the log not yet delivered to the owner. */
-  readonly pending: number;
-  /** Delivered but not yet checkpointed. */
-  readonly unacked: number;
-  /** Entries after the watermark: not yet reflected in KV (0 when fully caught up and saved). */
-  readonly lag: number;
+  /** Entries in the log not yet delivered to the owner; null when the consumer cannot be read. */
+  readonly pending: number | null;
+  /** Delivered but not yet checkpointed; null when the consumer cannot be read. */
+  readonly unacked: number | null;
+  /**
+   * Entries after the watermark: not yet reflected in KV (0 when fully caught up and saved);
+   * null when the consumer cannot be read.
+   */
+  readonly lag: number | null;
+  /**
+   * Why the partition consumer's counts are missing: a clustered server can leave one consumer
+   * unreadable for a while (its owner recreates it within about a minute). One such partition
+   * does not keep `status` from reporting the others.
+   */
+  readonly consumerError?: string;
 }
 
 export interface FleetStatus {
@@ -104,7 +114,10 @@ export async function fleetStatus(
   const table = await Promise.all(
     Array.from({ length: deployment.partitions }, async (_, p): Promise<PartitionStatus> => {
       const { watermark } = await watermarks.load(p);
-      const counts = await consumerCounts(jsm, names, p);
+      const counts = await consumerCounts(jsm, names, p).then(
+        (c) => ({ ...c, error: undefined }),
+        (err: unknown) => ({ pending: null, unacked: null, error: describeError(err) }),
+      );
       const owner = holders.get(p) ?? null;
       const parked =
         owner === null ? undefined : healthOf.get(owner)?.parked.find((x) => x.partition === p);
@@ -119,7 +132,8 @@ export async function fleetStatus(
         epoch: watermark.epoch,
         pending: counts.pending,
         unacked: counts.unacked,
-        lag: counts.pending + counts.unacked,
+        lag: counts.pending === null ? null : counts.pending + counts.unacked,
+        ...(counts.error === undefined ? {} : { consumerError: counts.error }),
       };
     }),
   );
@@ -158,6 +172,11 @@ export async function consumerCounts(
   }
 }
 
+/** A consumer count, right-aligned; `?` where the consumer could not be read. */
+function count(n: number | null): string {
+  return (n === null ? '?' : String(n)).padStart(8);
+}
+
 export function renderStatus(status: FleetStatus): string {
   const lines: string[] = [];
   lines.push(`MEMBERS (${status.members.length})`);
@@ -173,8 +192,15 @@ export function renderStatus(status: FleetStatus): string {
   );
   for (const t of status.table) {
     lines.push(
-      `  ${String(t.partition).padStart(4)} ${(t.owner ?? '-').padEnd(32)} ${t.state.padEnd(8)} ${String(t.watermark).padStart(10)} ${String(t.epoch).padStart(6)} ${String(t.pending).padStart(8)} ${String(t.unacked).padStart(8)} ${String(t.lag).padStart(8)}`,
+      `  ${String(t.partition).padStart(4)} ${(t.owner ?? '-').padEnd(32)} ${t.state.padEnd(8)} ${String(t.watermark).padStart(10)} ${String(t.epoch).padStart(6)} ${count(t.pending)} ${count(t.unacked)} ${count(t.lag)}`,
     );
+  }
+  const unreadable = status.table.filter((t) => t.consumerError !== undefined);
+  if (unreadable.length > 0) {
+    lines.push('');
+    lines.push(`CONSUMERS NOT READABLE (${unreadable.length}; counts shown as ?)`);
+    for (const t of unreadable)
+      lines.push(`  ${String(t.partition).padStart(4)} ${t.consumerError ?? ''}`);
   }
   const parked = status.table.filter((t) => t.parked !== undefined);
   if (parked.length > 0) {

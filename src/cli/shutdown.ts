@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import { describeError } from '../errors.js';
 import type { Logger } from '../logging/logger.js';
 
@@ -23,6 +24,9 @@ export function installShutdown(options: ShutdownOptions): void {
   const { log, graceMs, forceBudgetMs = 2000 } = options;
   const exit = options.exit ?? ((code: number) => process.exit(code));
   const ac = new AbortController();
+  // Every partition's final publishes and retries listen on this one signal during a close, so
+  // dozens of listeners are the design, not a leak (Node warns past 10).
+  setMaxListeners(1000, ac.signal);
   let started = false;
   let forcing = false;
   let exitCode = 0;

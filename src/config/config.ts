@@ -96,6 +96,8 @@ export const EnvSchema = z.object({
     .optional(),
   CHECKPOINT_EVERY_EVENTS: int(1).default(5000),
   CHECKPOINT_INTERVAL_MS: int(10).default(1000),
+  // Checkpoint once a partition has had nothing new for this long (0: off, the interval only).
+  CHECKPOINT_IDLE_MS: int(0).default(100),
   CHECKPOINT_CONCURRENCY: int(1, 1024).default(64),
   MAX_CUSTOMERS_IN_MEMORY: int(1).default(250_000),
   SHUTDOWN_GRACE_MS: int(100).default(25_000),
@@ -179,6 +181,8 @@ export interface Config {
     readonly id: string;
     readonly checkpointEveryEvents: number;
     readonly checkpointIntervalMs: number;
+    /** Checkpoint a partition quiet for this long (0: off). */
+    readonly checkpointIdleMs: number;
     readonly checkpointConcurrency: number;
     readonly maxCustomersInMemory: number;
     readonly shutdownGraceMs: number;
@@ -294,6 +298,7 @@ export function loadConfig(env: EnvInput, overrides: EnvInput = {}): Config {
       id: e.WORKER_ID ?? defaultWorkerId(),
       checkpointEveryEvents: e.CHECKPOINT_EVERY_EVENTS,
       checkpointIntervalMs: e.CHECKPOINT_INTERVAL_MS,
+      checkpointIdleMs: e.CHECKPOINT_IDLE_MS,
       checkpointConcurrency: e.CHECKPOINT_CONCURRENCY,
       maxCustomersInMemory: e.MAX_CUSTOMERS_IN_MEMORY,
       shutdownGraceMs: e.SHUTDOWN_GRACE_MS,

@@ -75,7 +75,10 @@ export function encodeEvent(
   event: unknown,
   limits: EventLimits,
 ): { event: OrderEvent; data: Uint8Array } {
-  const parsed = validateEvent(event, limits);
+  // The fast path accepts exactly what the schema accepts in the common shapes (and nothing
+  // else: anything unusual goes to the schema, which makes every error); its result may share the
+  // caller's items array, which is only read here.
+  const parsed = fastEvent(event, limits) ?? validateEvent(event, limits);
   const data = encoder.encode(JSON.stringify(parsed));
   checkSize(data.byteLength, limits);
   return { event: parsed, data };

@@ -71,6 +71,10 @@ export class Membership {
   #lastPublished = '';
   #listeners: ((members: readonly string[]) => void)[] = [];
   #joined = false;
+  /** Stops the current watch (so its owned task starts a new one); set while a watch runs. */
+  #stopWatch: (() => void) | undefined;
+  /** Local time the watch last delivered our own entry (every heartbeat is one). */
+  #selfSeenAt = performance.now();
 
   constructor(kv: KV, options: MembershipOptions) {
     this.#kv = kv;
@@ -101,9 +105,12 @@ export class Membership {
     const watch = await this.#kv.watch({ key: MEMBER_KEYS, include: KvWatchInclude.LastValue });
     const stop = (): void => watch.stop();
     signal.addEventListener('abort', stop, { once: true });
+    this.#selfSeenAt = performance.now();
+    this.#stopWatch = stop;
     try {
       for await (const entry of watch) {
         const id = workerIdOfMemberKey(entry.key);
+        if (id === this.#options.workerId) this.#selfSeenAt = performance.now();
         if (entry.operation === 'PUT') {
           const parsed = MemberSchema.safeParse(entry.json());
           if (parsed.success)
@@ -114,8 +121,29 @@ export class Membership {
         this.#publish();
       }
     } finally {
+      this.#stopWatch = undefined;
       signal.removeEventListener('abort', stop);
     }
+  }
+
+  /**
+   * A watch can stall without failing: after kill -9 of NATS nodes its ordered consumer was seen
+   * delivering nothing while writes succeeded, which froze this worker's view of the fleet (a
+   * member that came back was never seen again, so its partitions were never handed back). Our
+   * own heartbeats are writes the watch must deliver: when a beat succeeds and none has come
+   * back for a member TTL, the watch is stopped and its task starts a new one, which replays
+   * every current entry.
+   */
+  #checkWatch(): void {
+    if (this.#stopWatch === undefined) return;
+    const silentMs = performance.now() - this.#selfSeenAt;
+    if (silentMs <= this.#options.ttlMs) return;
+    this.#options.log.warn(
+      { silentMs: Math.round(silentMs) },
+      'membership watch stalled (our own heartbeats are not coming back), restarting it',
+    );
+    this.#selfSeenAt = performance.now();
+    this.#stopWatch();
   }
 
   async #heartbeatLoop(signal: AbortSignal): Promise<void> {
@@ -124,6 +152,7 @@ export class Membership {
       if (signal.aborted) return;
       try {
         await this.#beat();
+        this.#checkWatch();
       } catch (err) {
         // Transient (NATS restarting, a stall): the next beat tries again. Our entry may expire
         // meanwhile; the others then rebalance, and we rejoin with the next successful beat.

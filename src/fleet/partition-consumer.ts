@@ -7,11 +7,13 @@ import {
   type JetStreamManager,
   type JsMsg,
 } from '@nats-io/jetstream';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { nanos } from '@nats-io/transport-node';
 import { partitionConsumerName } from '../contract/internal-names.js';
 import type { ResourceNames } from '../contract/names.js';
 import { partitionFilter } from '../contract/subjects.js';
 import { describeError } from '../errors.js';
+import { auditDelivery, consumerUnreadable, type DeliverySample } from './delivery-audit.js';
 import type { Logger } from '../logging/logger.js';
 import { isConsumerNotFound } from '../nats/errors.js';
 
@@ -25,6 +27,12 @@ export const PULL_BATCH = 1000;
 const PULL_EXPIRES_MS = 10_000;
 /** Missed-heartbeat reports in a row after which the consumer counts as stalled. */
 const STALLED_AFTER_MISSED = 2;
+/**
+ * How often the consumer's position is compared with what arrived (see delivery-audit.ts). One
+ * consumer info per partition per interval: rare enough that filtered consumers' pending counts
+ * (computed by the server on every info) cost nothing noticeable.
+ */
+const AUDIT_INTERVAL_MS = 15_000;
 
 export interface PartitionConsumerDeps {
   readonly js: JetStreamClient;
@@ -48,6 +56,11 @@ export class PartitionConsumer {
   #messages: ConsumerMessages | undefined;
   /** Status watch of the consumer; owned here, awaited by close(). */
   #watching: Promise<void> = Promise.resolve();
+  /** Delivery audit loop; owned here, stopped by stop() and awaited by close(). */
+  #auditing: Promise<void> = Promise.resolve();
+  readonly #auditStop = new AbortController();
+  /** Highest delivery sequence handed to the callback. */
+  #received = 0;
 
   constructor(deps: PartitionConsumerDeps) {
     this.#deps = deps;
@@ -92,27 +105,90 @@ export class PartitionConsumer {
       max_messages: PULL_BATCH,
       expires: PULL_EXPIRES_MS,
       // The callback only queues; the runner's loop does the async work in order.
-      callback: onMessage,
+      callback: (msg) => {
+        const delivery = msg.info.deliverySequence;
+        if (delivery > this.#received) this.#received = delivery;
+        onMessage(msg);
+      },
     });
     this.#messages = messages;
     this.#watching = this.#watch(messages, events).catch((err: unknown) => {
       // The status iterator only ends with the consumer; a failure here is logged, not fatal.
       this.#deps.log.warn({ err: describeError(err) }, 'consumer status watch failed');
     });
+    this.#auditing = this.#audit(events.onStalled).catch((err: unknown) => {
+      this.#deps.log.warn({ err: describeError(err) }, 'consumer delivery audit failed');
+    });
     return created.num_pending;
   }
 
   /** Stops delivery at once; messages already delivered stay with the runner. */
   stop(): void {
+    this.#auditStop.abort();
     this.#messages?.stop();
   }
 
-  /** Releases the subscription and waits for the status watch. Idempotent. */
+  /** Releases the subscription and waits for the status watch and the audit. Idempotent. */
   async close(): Promise<void> {
+    this.#auditStop.abort();
     try {
       await this.#messages?.close();
     } finally {
       await this.#watching;
+      await this.#auditing;
+    }
+  }
+
+  /**
+   * Every interval, the consumer's deliveries against what arrived: deliveries lost in flight,
+   * or a consumer that cannot be read for a minute, are reported stalled, and the runner starts
+   * over from its watermark. A sample that cannot be taken (NATS unavailable) just starts the comparison over.
+   */
+  async #audit(onStalled: (why: string) => void): Promise<void> {
+    const { jsm, names, partition } = this.#deps;
+    const signal = this.#auditStop.signal;
+    let previous: DeliverySample | undefined;
+    let failedInARow = 0;
+    while (!signal.aborted) {
+      try {
+        await sleep(AUDIT_INTERVAL_MS, undefined, { signal });
+      } catch (err) {
+        if (signal.aborted) return; // stopped
+        throw err;
+      }
+      const verdict = auditDelivery(previous, this.#received);
+      if (verdict.kind === 'behind') {
+        this.#deps.log.warn(
+          { partition, delivered: verdict.delivered, received: verdict.received },
+          'partition consumer deliveries lost in flight',
+        );
+        onStalled(
+          `consumer made ${verdict.delivered} deliveries, received only up to ${verdict.received}`,
+        );
+        return;
+      }
+      try {
+        const info = await jsm.consumers.info(names.ordersStream, this.#name);
+        previous = { delivered: info.delivered.consumer_seq };
+        failedInARow = 0;
+      } catch (err) {
+        // Usually transient (a leader election, a node down): the next sample starts a new
+        // comparison. Failing for a minute in a row is a broken consumer, not an election.
+        previous = undefined;
+        failedInARow++;
+        this.#deps.log.debug(
+          { err: describeError(err), failedInARow },
+          'consumer delivery audit sample failed',
+        );
+        if (consumerUnreadable(failedInARow)) {
+          this.#deps.log.warn(
+            { partition, failedInARow, err: describeError(err) },
+            'partition consumer unreadable, recreating it',
+          );
+          onStalled(`consumer info failed ${failedInARow} times in a row`);
+          return;
+        }
+      }
     }
   }
 

@@ -19,7 +19,14 @@ import type { TimerSnapshotStore, TimerSnapshotTag } from '../state/timer-snapsh
 import type { DeadLetterSink } from './dead-letter.js';
 import { PartitionTimers } from './partition-timers.js';
 import { ResidentSet, type Resident } from './resident-set.js';
+import { StoredCustomers } from './stored-customers.js';
 import { decideEntry, planIntake } from './intake-plan.js';
+import {
+  checkpointDue,
+  idleWaitMs,
+  type CheckpointRules,
+  type CheckpointView,
+} from './checkpoint-policy.js';
 import { QueryResponder } from './query-responder.js';
 import { PartitionConsumer } from './partition-consumer.js';
 import type { ContentsAnswer } from './queries.js';
@@ -28,8 +35,10 @@ export interface PartitionRunnerSettings {
   readonly workerId: string;
   /** Checkpoint after this many entries... */
   readonly checkpointEveryEvents: number;
-  /** ...or this long after the last checkpoint, whichever comes first. */
+  /** ...or this long after the last checkpoint, whichever comes first... */
   readonly checkpointIntervalMs: number;
+  /** ...or once nothing new arrived for this long (0: off). See checkpoint-policy.ts. */
+  readonly checkpointIdleMs: number;
   /** KV writes in flight at once during a checkpoint. */
   readonly checkpointConcurrency: number;
   /** Customers this partition may hold in memory right now (its share of the worker's cap). */
@@ -139,6 +148,18 @@ export interface PartitionReport {
 
 /** Entries handled per loop turn: big enough to pipeline KV loads, small enough to stay fair. */
 const BATCH = 500;
+/**
+ * When a runner scans which customers are stored (see #stored): at its start when the backlog
+ * is at least this long, or once this many reads found no stored customer. The scan costs a
+ * pass over the partition's keys, and creating its consumer makes the server count matches over
+ * the whole state bucket: measured, scanning as each partition caught up slowed a 100k-customer
+ * handoff by half and 128 partitions catching up by more. So only a long catch-up or a runner
+ * that keeps meeting new customers pays for it, once.
+ */
+const SCAN_STORED_AT_START_BACKLOG = 2 * BATCH;
+const SCAN_STORED_AFTER_MISSES = 256;
+/** The stored-customer set is given up above max(this, 4 × the partition's memory share). */
+const MIN_STORED_LIMIT = 10_000;
 
 /**
  * Runs one partition: load watermark → (re)create the partition's durable consumer at W + 1 →
@@ -160,6 +181,7 @@ export class PartitionRunner<S, E, O = never> {
   readonly partition: number;
   #state: PartitionState = 'idle';
   readonly #deps: PartitionRunnerDeps<S, E, O>;
+  readonly #checkpointRules: CheckpointRules;
   readonly #log: Logger;
 
   /** Customers in memory, in recency order, and which of them have unwritten changes. */
@@ -185,6 +207,8 @@ export class PartitionRunner<S, E, O = never> {
   #expectedDelivery = 1;
   #sinceCheckpoint = 0;
   #lastCheckpointAt = Date.now();
+  /** When the last batch was handled: the idle rule of the checkpoint policy counts from it. */
+  #lastActivityAt = Date.now();
 
   #backlog = 0;
   #handledBacklog = 0;
@@ -200,6 +224,13 @@ export class PartitionRunner<S, E, O = never> {
    */
   #rebuild: number | undefined;
   readonly #rebuilt = new Set<string>();
+  /** Customers known to have no stored state need no KV read (see stored-customers.ts). */
+  readonly #stored = new StoredCustomers({
+    scanAfterMisses: SCAN_STORED_AFTER_MISSES,
+    limit: () => this.#storedLimit(),
+  });
+  #storedScan: Promise<void> | undefined;
+  readonly #storedScanAbort = new AbortController();
   /** Entries replaced by a redriven copy (`dlq redrive`): never applied, the copy is. */
   #superseded = new Set<number>();
   #stats = {
@@ -229,6 +260,11 @@ export class PartitionRunner<S, E, O = never> {
   constructor(deps: PartitionRunnerDeps<S, E, O>) {
     this.#deps = deps;
     this.partition = deps.partition;
+    this.#checkpointRules = {
+      everyEvents: deps.settings.checkpointEveryEvents,
+      intervalMs: deps.settings.checkpointIntervalMs,
+      idleMs: deps.settings.checkpointIdleMs,
+    };
     this.#log = deps.log.child({ partition: deps.partition });
     this.#consumer = new PartitionConsumer({
       js: deps.js,
@@ -245,6 +281,8 @@ export class PartitionRunner<S, E, O = never> {
       partition: deps.partition,
       workerId: deps.settings.workerId,
       canWrite: deps.settings.canWrite,
+      // During a replay the state is behind the log: such answers are marked stale.
+      caughtUp: () => this.#caughtUp,
       // A customer not in memory is clean: KV holds everything this runner applied for it.
       lookup: async (customerId) =>
         this.#resident.get(customerId)?.snapshot ??
@@ -327,7 +365,6 @@ export class PartitionRunner<S, E, O = never> {
     this.#watermarkRevision = await watermarks.save(this.partition, fenced, loaded.revision);
     this.#watermark = fenced;
     this.#appliedSeq = from;
-    this.#superseded = await watermarks.superseded(this.partition);
 
     // Open windows of customers nobody holds in memory are found from the timer index, not by
     // loading every customer. It is read alongside the start, not before it: with 100k open
@@ -338,7 +375,15 @@ export class PartitionRunner<S, E, O = never> {
       previous.clean ? { epoch: previous.epoch, seq: previous.seq } : undefined,
     );
     this.#indexLoaded.catch(() => undefined); // awaited (and rethrown) by the first checkpoint
-    this.#backlog = await this.#recreateConsumer(from + 1);
+    // The superseded set is read alongside the consumer's creation: nothing is handled before
+    // both are done (the loop starts below), and a handoff waits for the slower one only.
+    [this.#superseded, this.#backlog] = await Promise.all([
+      watermarks.superseded(this.partition),
+      this.#recreateConsumer(from + 1),
+    ]);
+    if (this.#rebuild !== undefined) this.#stored.forget();
+    // A long catch-up meets many customers: worth the scan at once (a handoff's backlog is short).
+    else if (this.#backlog >= SCAN_STORED_AT_START_BACKLOG) this.#scanStored();
     // After a graceful stop the previous owner applied nothing beyond W, so whatever is pending
     // is new. After a crash, the pending entries include work that must be redone: a replay.
     // A rebuild re-applies everything: summaries it meets again must not be sent twice.
@@ -432,6 +477,7 @@ export class PartitionRunner<S, E, O = never> {
           await this.#idle();
         } else {
           await this.#process(this.#queue.splice(0, BATCH));
+          this.#lastActivityAt = Date.now();
         }
         if (this.#checkpointDue()) await this.#checkpoint(false);
         await this.#passivate();
@@ -468,12 +514,11 @@ export class PartitionRunner<S, E, O = never> {
   }
 
   async #idle(): Promise<void> {
-    const untilCheckpoint =
-      this.#deps.settings.checkpointIntervalMs - (Date.now() - this.#lastCheckpointAt);
+    const wait = idleWaitMs(this.#checkpointRules, this.#checkpointView());
     // A plain timer and resolver: an AbortController per wait cost a DOMException (with a stack)
     // every time work arrived, which profiles showed at up to a tenth of the busy time.
     await new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, Math.max(10, untilCheckpoint));
+      const timer = setTimeout(resolve, wait);
       this.#wake = () => {
         clearTimeout(timer);
         resolve();
@@ -757,10 +802,14 @@ export class PartitionRunner<S, E, O = never> {
                   snapshot: customers.empty(id),
                   revision: await customers.revision(this.partition, id),
                 }
-              : await customers.load(this.partition, id),
+              : this.#stored.absent(id)
+                ? { snapshot: customers.empty(id), revision: 0 }
+                : await customers.load(this.partition, id),
         })),
       ),
     );
+    const misses = loaded.filter(({ stored }) => stored.revision === 0).length;
+    if (this.#stored.loaded(ids, misses)) this.#scanStored();
     for (const { id, stored } of loaded) {
       if (this.#resident.has(id)) continue;
       if (this.#rebuild !== undefined) this.#rebuilt.add(id);
@@ -775,17 +824,52 @@ export class PartitionRunner<S, E, O = never> {
     }
   }
 
+  #storedLimit(): number {
+    return Math.max(MIN_STORED_LIMIT, 4 * this.#deps.settings.capacity());
+  }
+
+  /** Starts the one scan of stored customers (idempotent); owned: awaited by #release. */
+  #scanStored(): void {
+    if (this.#storedScan !== undefined || !this.#stored.tracking) return;
+    const { customers } = this.#deps;
+    this.#storedScan = (async () => {
+      const scanned = await customers.storedIds(this.partition, {
+        limit: this.#storedLimit(),
+        signal: this.#storedScanAbort.signal,
+      });
+      if (scanned === undefined && this.#stored.tracking && !this.#storedScanAbort.signal.aborted)
+        this.#log.info({ limit: this.#storedLimit() }, 'too many stored customers to track');
+      this.#stored.scanned(scanned);
+    })().catch((err: unknown) => {
+      // Only an optimisation: without it every first touch reads KV, as before.
+      this.#stored.forget();
+      this.#log.warn({ err: describeError(err) }, 'scan of stored customers failed');
+    });
+  }
+
   #checkpointDue(): boolean {
+    return checkpointDue(this.#checkpointRules, this.#checkpointView());
+  }
+
+  #checkpointView(): CheckpointView {
+    return {
+      now: Date.now(),
+      lastCheckpointAt: this.#lastCheckpointAt,
+      lastActivityAt: this.#lastActivityAt,
+      sinceCheckpoint: this.#sinceCheckpoint,
+      unacked: this.#lastMsg !== undefined,
+      timersDirty: this.#timers.dirtySize > 0,
+      queued: this.#queue.length > 0,
+      rebuildPending: this.#rebuildPending(),
+    };
+  }
+
+  /** A rebuild is complete once caught up; until the watermark records it, it is pending. */
+  #rebuildPending(): boolean {
     return (
-      this.#sinceCheckpoint >= this.#deps.settings.checkpointEveryEvents ||
-      // A rebuild of a partition with nothing in its log still has to be recorded as done.
-      (this.#rebuild !== undefined &&
-        this.#caughtUp &&
-        (this.#watermark?.rebuild ?? 0) < this.#rebuild) ||
-      (Date.now() - this.#lastCheckpointAt >= this.#deps.settings.checkpointIntervalMs &&
-        // Index repairs (stale entries found at start or by a due timer) are written even
-        // when no new entry arrives, so the index does not keep a closed window open.
-        (this.#lastMsg !== undefined || this.#timers.dirtySize > 0))
+      this.#rebuild !== undefined &&
+      this.#caughtUp &&
+      (this.#watermark?.rebuild ?? 0) < this.#rebuild
     );
   }
 
@@ -808,8 +892,7 @@ export class PartitionRunner<S, E, O = never> {
     }
     // A rebuild is complete once caught up: that is recorded in the watermark, even when nothing
     // else changed.
-    const rebuildDone =
-      this.#rebuild !== undefined && this.#caughtUp && watermark.rebuild < this.#rebuild;
+    const rebuildDone = this.#rebuildPending();
     const nothingNew =
       this.#resident.dirtySize === 0 &&
       this.#timers.dirtySize === 0 &&
@@ -918,6 +1001,9 @@ export class PartitionRunner<S, E, O = never> {
   /** Each cleanup step on its own, so one failure does not skip the others. */
   async #release(opts: { readonly flush: boolean } = { flush: true }): Promise<void> {
     clearInterval(this.#tick);
+    this.#storedScanAbort.abort();
+    // Never rejects (it logs its own failure); awaited so no read outlives the runner.
+    await this.#storedScan;
     try {
       this.#queries.stop();
     } catch (err) {

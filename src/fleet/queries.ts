@@ -16,7 +16,11 @@ export interface ContentsAnswer {
 }
 
 export interface ContentsReply extends ContentsAnswer {
-  /** False when the partition's runner answered; true when read from KV while nobody owns it. */
+  /**
+   * False when the partition's runner answered with everything in the log applied; true when read
+   * from KV while nobody owns it, or answered by an owner still replaying its backlog (a new
+   * owner after a crash, which has not yet re-applied what the old one had not checkpointed).
+   */
   readonly stale: boolean;
   readonly partition: number;
   /** The worker that answered, when a runner did. */
@@ -27,8 +31,9 @@ export function answerQuery(
   answer: ContentsAnswer,
   owner: string,
   partition: number,
+  caughtUp: boolean,
 ): ContentsReply {
-  return { ...answer, stale: false, partition, owner };
+  return { ...answer, stale: !caughtUp, partition, owner };
 }
 
 const ReplySchema = z.union([

@@ -13,6 +13,8 @@ export interface QueryResponderDeps<S> {
   readonly workerId: string;
   /** False once the runner's lease may have passed on: then it stays silent. */
   readonly canWrite: () => boolean;
+  /** True once the runner has applied everything that was in the log at its start. */
+  readonly caughtUp: () => boolean;
   /** The customer's current snapshot: from memory, or from KV when not resident. */
   readonly lookup: (customerId: string) => Promise<CustomerSnapshot<S>>;
   readonly render: (snapshot: CustomerSnapshot<S>) => ContentsAnswer;
@@ -55,14 +57,16 @@ export class QueryResponder<S> {
   }
 
   async #answer(msg: Msg): Promise<void> {
-    const { canWrite, lookup, render, workerId, partition, log } = this.#deps;
+    const { canWrite, caughtUp, lookup, render, workerId, partition, log } = this.#deps;
     if (!canWrite()) return;
     try {
       const customerId = (msg.json<{ customerId?: unknown }>().customerId ?? '') as unknown;
       if (typeof customerId !== 'string')
         throw new OrderFleetError(ErrorCode.QueryFailed, 'customerId must be a string');
       msg.respond(
-        JSON.stringify(answerQuery(render(await lookup(customerId)), workerId, partition)),
+        JSON.stringify(
+          answerQuery(render(await lookup(customerId)), workerId, partition, caughtUp()),
+        ),
       );
     } catch (err) {
       log.warn({ err: describeError(err) }, 'query failed');

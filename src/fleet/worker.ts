@@ -302,6 +302,7 @@ export class Worker<S, E, O = never> {
         workerId: worker.id,
         checkpointEveryEvents: worker.checkpointEveryEvents,
         checkpointIntervalMs: worker.checkpointIntervalMs,
+        checkpointIdleMs: worker.checkpointIdleMs,
         checkpointConcurrency: worker.checkpointConcurrency,
         // Each partition gets an equal share of the worker's memory cap.
         capacity: () =>

@@ -3,7 +3,7 @@ import { z } from 'zod';
 import type { Aggregator } from '../orders/aggregator.js';
 import { ErrorCode, OrderFleetError } from '../errors.js';
 import { isWrongLastSequence } from '../nats/errors.js';
-import { customerKey } from './keys.js';
+import { customerIdFromKey, customerKey, customerKeyFilter } from './keys.js';
 
 /**
  * Why a customer is quarantined: its aggregator's `apply()` threw on the entry at `seq`. From
@@ -136,6 +136,36 @@ export class CustomerStore<S> {
   async revision(partition: number, customerId: string): Promise<number> {
     const entry = await this.kv.get(customerKey(partition, customerId));
     return entry?.revision ?? 0;
+  }
+
+  /**
+   * Every customer of the partition that has a stored state, from one headers-only pass over
+   * `c.<p>.*` (`kv.keys`); `undefined` when there are more than `limit` (the caller then reads
+   * each customer as before) or `signal` aborts. A customer absent from the answer has no entry
+   * (or a deleted one, which `kv.create` writes over on its revision), so loading it needs no
+   * read.
+   */
+  async storedIds(
+    partition: number,
+    opts: { readonly limit: number; readonly signal: AbortSignal },
+  ): Promise<Set<string> | undefined> {
+    const ids = new Set<string>();
+    const keys = await this.kv.keys(customerKeyFilter(partition));
+    const stop = (): void => keys.stop();
+    opts.signal.addEventListener('abort', stop, { once: true });
+    try {
+      for await (const key of keys) {
+        if (ids.size >= opts.limit) {
+          keys.stop();
+          return undefined;
+        }
+        const id = customerIdFromKey(key);
+        if (id !== undefined) ids.add(id);
+      }
+    } finally {
+      opts.signal.removeEventListener('abort', stop);
+    }
+    return opts.signal.aborted ? undefined : ids;
   }
 
   /** Writes `snapshot` if the key is still at `revision`; returns the new revision. */

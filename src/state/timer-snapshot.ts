@@ -2,7 +2,7 @@ import type { KV } from '@nats-io/kv';
 import type { PendingTimer } from '../orders/aggregator.js';
 import { describeError } from '../errors.js';
 import type { Logger } from '../logging/logger.js';
-import { timerSnapshotKey, timerSnapshotKeyFilter } from './keys.js';
+import { timerSnapshotKey } from './keys.js';
 
 /**
  * Every open timer of a partition, written by a runner's final (clean) checkpoint in a few large
@@ -133,29 +133,36 @@ export class TimerSnapshotStore<E> {
   ): Promise<number> {
     const chunks = encodeTimerSnapshot(tag, timers, this.codec, this.maxChunkBytes);
     await Promise.all(chunks.map((value, i) => this.kv.put(timerSnapshotKey(partition, i), value)));
-    for (let i = chunks.length; i < previousChunks; i++) {
+    // From the last one down: a save interrupted here leaves the surplus contiguous with the
+    // new chunks, where the next load counts it (a load counts up to the first missing key).
+    for (let i = previousChunks - 1; i >= chunks.length; i--) {
       await this.kv.delete(timerSnapshotKey(partition, i));
     }
     return chunks.length;
   }
 
   /**
-   * The partition's open timers if a complete snapshot with this tag exists (one pass over the
-   * partition's few `ts.<p>.*` entries), else `undefined`; also returns how many chunk keys
-   * exist, so the next save can delete the surplus.
+   * The partition's open timers if a complete snapshot with this tag exists, else `undefined`;
+   * also returns how many chunk keys exist (`ts.<p>.0` up to the first missing one), so the next
+   * save can delete the surplus.
+   *
+   * Read key by key, not with a filtered read of `ts.<p>.>`: such a read is a consumer, and
+   * creating a filtered consumer makes the server count its matches over the subjects of the
+   * whole state bucket (every customer and timer-index key), in the middle of a handoff that is
+   * creating the partitions' own consumers. A snapshot has a handful of chunks, so a get per chunk
+   * costs a few round trips and no scan.
    */
   async load(
     partition: number,
     tag: TimerSnapshotTag,
   ): Promise<{ timers: Map<string, PendingTimer<E>> | undefined; chunkKeys: number }> {
     const values: string[] = [];
-    let chunkKeys = 0;
-    // history() on a bucket with history 1 yields each key's current entry once, then ends.
-    for await (const entry of await this.kv.history({ key: timerSnapshotKeyFilter(partition) })) {
-      if (entry.operation !== 'PUT') continue;
-      chunkKeys++;
+    for (;;) {
+      const entry = await this.kv.get(timerSnapshotKey(partition, values.length));
+      if (entry === null || entry.operation !== 'PUT') break;
       values.push(entry.string());
     }
+    const chunkKeys = values.length;
     try {
       return { timers: decodeTimerSnapshot(tag, values, this.codec), chunkKeys };
     } catch (err) {

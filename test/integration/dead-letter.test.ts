@@ -341,6 +341,7 @@ describe('dead letters', () => {
     const first = worker(d, 'dlq-crash-w1', {
       CHECKPOINT_EVERY_EVENTS: '1000000',
       CHECKPOINT_INTERVAL_MS: '3600000',
+      CHECKPOINT_IDLE_MS: '0',
     });
     await waitReady(first);
     const published = await publishMixed(d, badCases(d), 120);

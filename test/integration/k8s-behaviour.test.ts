@@ -67,11 +67,11 @@ function of<T extends SimEvent['type']>(events: readonly SimEvent[], type: T): E
 }
 
 describeK8s('k8s behaviour from the rendered manifests', () => {
-  // 60-100 s here (more on a loaded machine): the scaling phase waits out two (scaled)
+  // 60-100 s here (up to 4 min on a loaded machine): the scaling phase waits out two (scaled)
   // stabilization windows and the scale-in policy's steps, hence more than the default timeout.
   it(
     'rolls, drains and autoscales as the manifests say, with nothing lost and nothing replayed',
-    { timeout: 240_000 },
+    { timeout: 360_000 },
     async () => {
       const m: WorkerManifests = readWorkerManifests(renderKustomization('k8s/overlays/example'));
       const { dep, workers, step } = await startFleetScenario(teardown, {
@@ -124,7 +124,9 @@ describeK8s('k8s behaviour from the rendered manifests', () => {
             cluster.check();
             return cluster.rolledOut();
           },
-          60_000,
+          // Generous: on the loaded CI machine one rollout (probes, startup, handoffs) took
+          // close to a minute; a timeout here is a wait, not a speed check.
+          120_000,
           100,
         );
 
@@ -299,7 +301,14 @@ describeK8s('k8s behaviour from the rendered manifests', () => {
         evicted.filter((e) => e.disruptionsAllowed < 1 || e.healthy - 1 < budget.desiredHealthy),
       ).toEqual([]);
       expect(of(drainEvents, 'eviction-refused').length).toBeGreaterThan(0);
-      expect(of(drainEvents, 'created').every((e) => e.node !== drained)).toBe(true);
+      // While the node is cordoned nothing is scheduled on it. After the uncordon it is
+      // schedulable again, and a replacement the controller creates then may land there
+      // (as in Kubernetes: drain returns when the pods are gone, not when they are replaced).
+      const uncordonAt = drainEvents.findIndex((e) => e.type === 'uncordon');
+      expect(uncordonAt).toBeGreaterThan(0);
+      const cordoned = drainEvents.slice(0, uncordonAt);
+      const createdOnDrained = of(cordoned, 'created').filter((e) => e.node === drained);
+      expect(createdOnDrained, 'pods scheduled on the cordoned node').toEqual([]);
 
       // Autoscaling: every sync follows the HPA formula within [min, max]; it went up, then back
       // in; scale-in stepped by the behavior's policies and waited for the stabilization

@@ -232,12 +232,14 @@ describe('passivation', () => {
     expect(reported).toBeLessThanOrEqual(cap);
   });
 
-  it('control: without a tight cap every customer stays in memory and is loaded once', async () => {
+  it('control: without a tight cap every customer stays in memory and is loaded at most once', async () => {
     const { d, w, loads, metrics } = await setUp({}, 'passivation-control-w1');
     const load = generateLoad(CUSTOMERS, 3_000, 13, 'ctl');
     const results = await publishAll(d, load);
     await waitCheckpointed(d, w.id, lastSeqOfPartitions(d, results));
-    expect(loads.count).toBe(new Set(load.map((e) => e.customerId)).size);
+    // At most once each: a customer new to the bucket is not read at all once the runner has
+    // scanned which customers are stored (it starts here with none).
+    expect(loads.count).toBeLessThanOrEqual(new Set(load.map((e) => e.customerId)).size);
     const expected = modelFromPublished(load, results).expected();
     expect(await metrics()).toBe(expected.size);
     expect(await residentCustomers(d, w.id, loads, expected)).toBe(expected.size);

@@ -73,6 +73,7 @@ describe('worker: SIGTERM handoff', () => {
     const first = worker(d, 'handoff-w1', {
       CHECKPOINT_EVERY_EVENTS: '1000000',
       CHECKPOINT_INTERVAL_MS: '3600000',
+      CHECKPOINT_IDLE_MS: '0',
     });
     await waitReady(first);
 

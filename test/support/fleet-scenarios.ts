@@ -1,6 +1,8 @@
 // Helpers shared by the fleet acceptance tests (fleet-crash, fleet-rolling, fleet-scale,
 // fleet-zombie): background load, `status --json`, graceful stops, log fields, convergence waits.
 
+import { mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { jetstreamManager, type StoredMsg } from '@nats-io/jetstream';
@@ -240,6 +242,20 @@ export function traceOnFailure(workers: readonly WorkerProcess[]): (name: string
   const steps: string[] = [];
   onTestFailed(() => {
     const out = [`steps: ${steps.join(' → ')}`];
+    // TEST_TRACE_DIR: every worker's whole log as well, one file each (for a failure that only
+    // shows under load, with TEST_WORKER_LOG_LEVEL=debug).
+    const dir = process.env['TEST_TRACE_DIR'];
+    if (dir !== undefined) {
+      mkdirSync(dir, { recursive: true });
+      for (const w of workers)
+        writeFileSync(
+          path.join(dir, `${w.id}-${process.pid}.log`),
+          w
+            .logs()
+            .map((l) => JSON.stringify(l))
+            .join('\n'),
+        );
+    }
     for (const w of workers) {
       out.push(`--- ${w.id}`);
       out.push(
@@ -265,6 +281,12 @@ export function traceOnFailure(workers: readonly WorkerProcess[]): (name: string
 export async function settled(
   dep: TestDeployment,
   owners: readonly string[],
+  /**
+   * Per partition, the sequence of its last published entry: each watermark must reach it too.
+   * No lag is the consumers' word; this is the outcome, and a consumer that stands past entries
+   * it never delivered (or a runner between restarts) shows no lag while behind it.
+   */
+  lastSeqs?: ReadonlyMap<number, number>,
 ): Promise<FleetStatus> {
   const assignment = assignPartitions(owners, dep.partitions);
   return eventually(
@@ -272,7 +294,12 @@ export async function settled(
       const s = await fleetStatusJson(dep);
       const ok =
         s.table.length === dep.partitions &&
-        s.table.every((t) => t.owner === assignment.get(t.partition) && t.lag === 0) &&
+        s.table.every(
+          (t) =>
+            t.owner === assignment.get(t.partition) &&
+            t.lag === 0 &&
+            t.watermark >= (lastSeqs?.get(t.partition) ?? 0),
+        ) &&
         JSON.stringify(s.members.map((m) => m.id)) === JSON.stringify([...owners].sort());
       return ok ? s : undefined;
     },

@@ -66,7 +66,8 @@ export async function provision(url: string, opts: ProvisionOptions = {}): Promi
   const env: Record<string, string> = {
     NATS_URL: url,
     ORDER_FLEET_NAMESPACE: namespace,
-    LOG_LEVEL: 'info',
+    // TEST_WORKER_LOG_LEVEL=debug (with TEST_TRACE_DIR, see traceOnFailure) to diagnose a failure.
+    LOG_LEVEL: process.env['TEST_WORKER_LOG_LEVEL'] ?? 'info',
     HEARTBEAT_MS: '250',
     CHECKPOINT_INTERVAL_MS: '200',
     ...opts.env,

@@ -48,8 +48,16 @@ export interface NatsCluster {
 }
 
 const POLL_MS = 20;
-/** Attempts when a pre-picked port was taken by someone else before the server bound it. */
-const PORT_RACE_ATTEMPTS = 3;
+
+/** The nodes started but their meta group never took every one of them in. */
+export class ClusterFormationError extends Error {
+  override readonly name = 'ClusterFormationError';
+}
+/**
+ * Attempts at starting a cluster: a pre-picked port taken by someone else before the server bound
+ * it, or a meta group formed without one of the nodes, is retried with a fresh cluster.
+ */
+const START_ATTEMPTS = 3;
 
 export async function startNatsCluster(opts: StartNatsClusterOptions = {}): Promise<NatsCluster> {
   const size = opts.size ?? 3;
@@ -60,9 +68,14 @@ export async function startNatsCluster(opts: StartNatsClusterOptions = {}): Prom
     } catch (err) {
       const portRace =
         err instanceof NatsServerStartError && /address already in use/i.test(err.outputTail);
-      if (!portRace || attempt >= PORT_RACE_ATTEMPTS) throw err;
-      // Retry with a fresh set of ports: the collision was with another process.
-      console.warn(`[nats-cluster] port collision on attempt ${attempt}; retrying with new ports`);
+      // 2.10.27 sometimes forms its meta group without one of the nodes started at the same
+      // moment (cluster_size 2, the third never added): a fresh cluster is the way out.
+      const partialMeta = err instanceof ClusterFormationError;
+      if ((!portRace && !partialMeta) || attempt >= START_ATTEMPTS) throw err;
+      // Retry with a fresh set of ports (the collision was with another process) and dirs.
+      console.warn(
+        `[nats-cluster] ${portRace ? 'port collision' : err.message} on attempt ${attempt}; retrying with a fresh cluster`,
+      );
     }
   }
 }
@@ -115,7 +128,9 @@ async function startClusterOnce(size: number, opts: StartNatsClusterOptions): Pr
     await Promise.all(servers.map((s) => waitForJetStream(s, Math.max(1, deadline - Date.now()))));
     const urls = servers.map((s) => s.url);
     await waitForMetaLeader(urls, deadline);
-    await waitForMetaPeers(servers, deadline);
+    // Once a leader is there, the others join within seconds; a group still short of a node
+    // after 20 s does not take it in (see ClusterFormationError), so fail early and retry.
+    await waitForMetaPeers(servers, Math.min(deadline, Date.now() + 20_000));
     return { servers, urls, url: urls.join(','), cleanup };
   } catch (err) {
     await cleanup();
@@ -157,7 +172,8 @@ async function waitForMetaPeers(
         last = err instanceof Error ? err.message : String(err);
       }
     }
-    if (Date.now() > deadline) throw new Error(`JetStream cluster peers not all current: ${last}`);
+    if (Date.now() > deadline)
+      throw new ClusterFormationError(`JetStream cluster peers not all current: ${last}`);
     await sleep(50);
   }
 }

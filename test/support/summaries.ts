@@ -20,6 +20,7 @@ import {
   type TestDeployment,
   type WorkerProcess,
 } from './fleet.js';
+import { traceOnFailure } from './fleet-scenarios.js';
 import { startNatsServer, type NatsServerHandle } from './nats-server.js';
 
 export const SummarySchema = z.strictObject({
@@ -484,6 +485,7 @@ export function summaryFleet(): {
   const workers: WorkerProcess[] = [];
   const deployments: TestDeployment[] = [];
   const drivers: Driver[] = [];
+  let traced: WorkerProcess[] = [];
 
   beforeAll(async () => {
     server = await startNatsServer();
@@ -503,6 +505,9 @@ export function summaryFleet(): {
   });
 
   async function deploy(env: Record<string, string>): Promise<{ dep: TestDeployment; d: Driver }> {
+    // This test's workers, kept for the failure trace (afterEach empties `workers` first).
+    traced = [];
+    traceOnFailure(traced);
     const dep = await provision(server.url, { isolate: true, partitions: 8, env });
     deployments.push(dep);
     const d = new Driver(dep);
@@ -517,6 +522,7 @@ export function summaryFleet(): {
   ): WorkerProcess {
     const w = spawnWorker(dep, id, env);
     workers.push(w);
+    traced.push(w);
     return w;
   }
 

@@ -77,8 +77,9 @@ export interface PartitionProgress {
   readonly partition: number;
   readonly owner: string | null;
   readonly watermark: number;
-  readonly pending: number;
-  readonly unacked: number;
+  /** null: the consumer could not be read (see PartitionStatus.consumerError). */
+  readonly pending: number | null;
+  readonly unacked: number | null;
 }
 
 /** What `order-fleet status` shows per partition: lease holder, watermark, pending, unacked. */

@@ -32,6 +32,7 @@ describe('loadConfig defaults', () => {
       worker: {
         checkpointEveryEvents: 5000,
         checkpointIntervalMs: 1000,
+        checkpointIdleMs: 100,
         checkpointConcurrency: 64,
         maxCustomersInMemory: 250_000,
         shutdownGraceMs: 25_000,
