@@ -77,6 +77,9 @@ export const EnvSchema = z.object({
   // Unset means: keep what the deployment stores (32 for a new one).
   PARTITIONS: int(1, 4096).optional(),
   ORDERS_REPLICAS: int(1, 5).default(1),
+  // How long setup waits out a cluster that is still forming (transient errors, and "no suitable
+  // peers" while the last peer joins) before it fails.
+  SETUP_WAIT_MS: int(0, 3_600_000).default(60_000),
   ORDERS_MAX_AGE_MS: int(0).default(7 * 24 * 3600 * 1000),
   ORDERS_DUPLICATE_WINDOW_MS: int(1000).default(2 * 60 * 1000),
   // Notifications stream: the duplicate window must outlast the longest replay (see README).
@@ -170,6 +173,8 @@ export interface Config {
     /** Requested partition count; undefined keeps the stored one (or the default for a new one). */
     readonly partitions: number | undefined;
     readonly replicas: number;
+    /** How long to wait out a forming cluster before failing. */
+    readonly waitMs: number;
     readonly maxAgeMs: number;
     readonly duplicateWindowMs: number;
     readonly leaseTtlMs: number;
@@ -287,6 +292,7 @@ export function loadConfig(env: EnvInput, overrides: EnvInput = {}): Config {
     setup: {
       partitions: e.PARTITIONS,
       replicas: e.ORDERS_REPLICAS,
+      waitMs: e.SETUP_WAIT_MS,
       maxAgeMs: e.ORDERS_MAX_AGE_MS,
       duplicateWindowMs: e.ORDERS_DUPLICATE_WINDOW_MS,
       leaseTtlMs: e.LEASE_TTL_MS,

@@ -85,6 +85,20 @@ export function isTransientNatsError(err: unknown): boolean {
 }
 
 /**
+ * JetStream could not place an asset's replicas ("no suitable peers for placement", 10005). One
+ * code for two facts: a cluster still forming (its last peer not yet current with the meta
+ * leader), which goes away within seconds, and a replica count the cluster can never hold,
+ * which does not. Only a caller with a deadline (setup) may wait it out.
+ */
+export function isNoSuitablePeers(err: unknown): boolean {
+  if (err instanceof JetStreamApiError) return err.code === JS_CLUSTER_NO_PEERS;
+  return err instanceof Error && err.cause !== undefined && isNoSuitablePeers(err.cause);
+}
+
+/** JSClusterNoPeersErr: nats.js names only a few codes, and this is not one of them. */
+const JS_CLUSTER_NO_PEERS = 10005;
+
+/**
  * The server refused a publish or subscription for this user's permissions. Permanent: the
  * credentials are for another role, and retrying cannot help.
  */

@@ -8,7 +8,8 @@ import {
 import { nanos, type NatsConnection } from '@nats-io/transport-node';
 import type { ResourceNames } from '../contract/names.js';
 import { ordersStreamSubjects } from '../contract/subjects.js';
-import { ErrorCode, OrderFleetError } from '../errors.js';
+import { describeError, ErrorCode, errorCode, isRetriable, OrderFleetError } from '../errors.js';
+import { retry } from '../lifecycle/retry.js';
 import type { Logger } from '../logging/logger.js';
 import {
   DEFAULT_PARTITIONS,
@@ -17,7 +18,7 @@ import {
   readDeployment,
   type Deployment,
 } from './deployment.js';
-import { isStreamNotFound, isWrongLastSequence } from './errors.js';
+import { isNoSuitablePeers, isStreamNotFound, isWrongLastSequence } from './errors.js';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { kvStreamName } from '../contract/internal-names.js';
 
@@ -25,6 +26,8 @@ export interface SetupOptions {
   /** Requested partition count; undefined keeps the stored one (default for a new deployment). */
   readonly partitions: number | undefined;
   readonly replicas: number;
+  /** How long {@link setupDeploymentWhenReady} waits out a forming cluster (default 0). */
+  readonly waitMs?: number;
   readonly maxAgeMs: number;
   readonly duplicateWindowMs: number;
   readonly leaseTtlMs: number;
@@ -91,6 +94,34 @@ const IMMUTABLE: readonly (keyof Managed)[] = ['storage', 'retention'];
  * The partition count is the one setting that can never change on a live deployment: every
  * customer's events, state keys and watermarks are addressed by it.
  */
+/**
+ * {@link setupDeployment}, retried for up to `options.waitMs` while the cluster cannot take it
+ * yet: transient NATS failures, and "no suitable peers" while the last peer of a cluster that
+ * is just starting (a compose `up`, a Helm install next to the setup Job) joins the meta group.
+ * Setup is idempotent, so a retry after a partial run only finishes it. After the wait, the
+ * last failure is thrown: a replica count the cluster can never place fails then, clearly.
+ */
+export async function setupDeploymentWhenReady(
+  nc: NatsConnection,
+  names: ResourceNames,
+  options: SetupOptions,
+  log: Logger,
+  signal?: AbortSignal,
+): Promise<SetupReport> {
+  const deadline = Date.now() + (options.waitMs ?? 0);
+  return retry(() => setupDeployment(nc, names, options, log), {
+    initialMs: 250,
+    maxMs: 5000,
+    ...(signal === undefined ? {} : { signal }),
+    shouldRetry: (err) => Date.now() < deadline && (isRetriable(err) || isNoSuitablePeers(err)),
+    onRetry: (err, attempt, delayMs) =>
+      log.warn(
+        { code: errorCode(err), err: describeError(err), attempt, delayMs },
+        'setup: the cluster cannot take it yet, retrying',
+      ),
+  });
+}
+
 export async function setupDeployment(
   nc: NatsConnection,
   names: ResourceNames,

@@ -15,7 +15,15 @@ import { resourceNames } from '../../src/contract/names.js';
 import { partitionOf } from '../../src/contract/partition.js';
 import { DEFAULT_PARTITIONS, DEPLOYMENT_KEY } from '../../src/nats/deployment.js';
 import type { SetupAction, SetupReport } from '../../src/nats/provision.js';
-import { CLI, REPO_ROOT, runCli, type CliResult, type TestDeployment } from '../support/fleet.js';
+import {
+  CLI,
+  REPO_ROOT,
+  runCli,
+  spawnCli,
+  type CliResult,
+  type TestDeployment,
+} from '../support/fleet.js';
+import { startNatsCluster } from '../support/nats-cluster.js';
 import { startOwnNats } from '../support/nats.js';
 
 type Teardown = (() => Promise<void>)[];
@@ -260,6 +268,43 @@ describe('order-fleet setup', () => {
       },
     );
   });
+});
+
+describe('order-fleet setup on a cluster that is still forming', () => {
+  // A compose `up` or a Helm install starts the setup Job next to NATS nodes that are still
+  // joining: R3 placement is refused ("no suitable peers") until the last one is current.
+  it('waits until the missing node is back, then places every stream and bucket on 3 peers', async () => {
+    const cluster = await startNatsCluster();
+    teardown.push(() => cluster.cleanup());
+    const missing = cluster.servers[2];
+    if (missing === undefined) throw new Error('a 3-node cluster has a third node');
+    await missing.stop();
+    const run = spawnCli(['setup', '--json', '--replicas', '3'], {
+      PATH: process.env['PATH'] ?? '',
+      LOG_LEVEL: 'warn',
+      NATS_URL: cluster.urls.slice(0, 2).join(','),
+      SETUP_WAIT_MS: '90000',
+    });
+    const nc = await connect({ servers: cluster.urls.slice(0, 2) });
+    teardown.push(() => nc.close());
+    const jsm = await jetstreamManager(nc);
+    // Nothing can be placed with one node of three down; give setup time to be refused.
+    await new Promise((resolve) => setTimeout(resolve, 3000));
+    const placedMeanwhile: string[] = [];
+    for await (const info of jsm.streams.list()) placedMeanwhile.push(info.config.name);
+    expect(placedMeanwhile.filter((n) => STREAMS.includes(n as (typeof STREAMS)[number]))).toEqual(
+      [],
+    );
+    await missing.restart();
+    const result = await run;
+    expectExit(result, 0);
+    const report = JSON.parse(result.stdout) as SetupReport;
+    expect(report.resources.map((r) => r.name).sort()).toEqual([...STREAMS, ...BUCKETS].sort());
+    for (const name of [...STREAMS, ...BUCKETS.map((b) => `KV_${b}`)]) {
+      const info = await jsm.streams.info(name);
+      expect(info.config.num_replicas, name).toBe(3);
+    }
+  }, 150_000);
 });
 
 describe('order-fleet publish', () => {

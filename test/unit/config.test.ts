@@ -25,6 +25,7 @@ describe('loadConfig defaults', () => {
       setup: {
         partitions: undefined,
         replicas: 1,
+        waitMs: 60_000,
         maxAgeMs: 7 * 24 * 3600 * 1000,
         duplicateWindowMs: 120_000,
       },

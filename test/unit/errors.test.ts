@@ -8,6 +8,7 @@ import {
   TimeoutError,
 } from '@nats-io/transport-node';
 import { describe, expect, it } from 'vitest';
+import { isNoSuitablePeers } from '../../src/nats/errors.js';
 import {
   ConfigError,
   describeError,
@@ -175,6 +176,20 @@ describe('retriable', () => {
     // A cause chain is followed.
     expect(isRetriable(new Error('wrapped', { cause: new TimeoutError() }))).toBe(true);
     expect(isRetriable(new TypeError('a bug'))).toBe(false);
+  });
+
+  it('"no suitable peers" is its own predicate and not retriable by default (only setup waits it out)', () => {
+    const noPeers = new JetStreamApiError({
+      code: 400,
+      err_code: 10005,
+      description: 'no suitable peers for placement',
+    });
+    expect(isNoSuitablePeers(noPeers)).toBe(true);
+    expect(isNoSuitablePeers(new Error('wrapped', { cause: noPeers }))).toBe(true);
+    expect(isRetriable(noPeers)).toBe(false);
+    const wrongSeq = new JetStreamApiError({ code: 400, err_code: 10071, description: 'x' });
+    expect(isNoSuitablePeers(wrongSeq)).toBe(false);
+    expect(isNoSuitablePeers(new TimeoutError())).toBe(false);
   });
 
   it('isTerminal is true only for our non-retriable codes', () => {

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { setupDeployment } from '../../nats/provision.js';
+import { setupDeploymentWhenReady } from '../../nats/provision.js';
 import { commandContext, withConnection, type GlobalFlags } from '../context.js';
 
 export function registerSetup(program: Command, env: NodeJS.ProcessEnv): void {
@@ -24,7 +24,7 @@ export function registerSetup(program: Command, env: NodeJS.ProcessEnv): void {
           'stderr',
         );
         const report = await withConnection(ctx, 'order-fleet-setup', (nc) =>
-          setupDeployment(nc, ctx.names, ctx.config.setup, ctx.log),
+          setupDeploymentWhenReady(nc, ctx.names, ctx.config.setup, ctx.log),
         );
         if (opts.json === true) {
           process.stdout.write(`${JSON.stringify(report)}\n`);
