@@ -292,9 +292,7 @@ describe('order-fleet setup on a cluster that is still forming', () => {
     await new Promise((resolve) => setTimeout(resolve, 3000));
     const placedMeanwhile: string[] = [];
     for await (const info of jsm.streams.list()) placedMeanwhile.push(info.config.name);
-    expect(placedMeanwhile.filter((n) => STREAMS.includes(n as (typeof STREAMS)[number]))).toEqual(
-      [],
-    );
+    expect(placedMeanwhile.filter((n) => STREAMS.includes(n))).toEqual([]);
     await missing.restart();
     const result = await run;
     expectExit(result, 0);
