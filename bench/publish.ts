@@ -131,7 +131,7 @@ async function runSdk(
 async function main(): Promise<void> {
   const server = await startNatsServer();
   try {
-    const nc = await connect({ servers: server.url });
+    const nc = await connect({ servers: server.url, noAsyncTraces: true });
     try {
       await bench(server.url, server.version, nc);
     } finally {

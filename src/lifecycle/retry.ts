@@ -42,6 +42,12 @@ export interface RetryOptions extends BackoffPolicy {
    * still returned), for attempts that acquire something the caller must then release.
    */
   readonly abandonOnAbort?: boolean;
+  /**
+   * Attempts the caller already made and saw fail (default 0), for a hot path that tries once
+   * on its own before paying for the retrier: the first attempt here waits the backoff after
+   * them and is numbered after them, so the schedule and `maxAttempts` are as if all were here.
+   */
+  readonly failedAttempts?: number;
   /** Whether a failure is worth another attempt (default {@link isRetriable}). */
   readonly shouldRetry?: (err: unknown, attempt: number) => boolean;
   /** Called before waiting for the next attempt (logging). */
@@ -67,7 +73,12 @@ export async function retry<T>(
   const { signal, maxAttempts = Number.POSITIVE_INFINITY } = options;
   const shouldRetry = options.shouldRetry ?? ((err: unknown) => isRetriable(err));
   let last: unknown;
-  for (let attempt = 1; ; attempt++) {
+  const before = options.failedAttempts ?? 0;
+  if (before > 0) {
+    if (before >= maxAttempts) throw new RangeError('failedAttempts must be below maxAttempts');
+    await delay(backoffDelay(before, options, options.random), signal);
+  }
+  for (let attempt = before + 1; ; attempt++) {
     if (signal !== undefined && aborted(signal)) throw abortError(signal, last);
     try {
       return await (options.abandonOnAbort === false

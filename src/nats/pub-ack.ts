@@ -10,7 +10,12 @@ import { ErrorCode, OrderFleetError } from '../errors.js';
  */
 export function sequenced(ack: PubAck, what: string): PubAck {
   if (ack.seq > 0) return ack;
-  throw new OrderFleetError(
+  throw unsequencedError(ack, what);
+}
+
+/** The error of {@link sequenced}, for a hot path that checks `ack.seq > 0` itself. */
+export function unsequencedError(ack: PubAck, what: string): OrderFleetError {
+  return new OrderFleetError(
     ErrorCode.PublishUnsequenced,
     `${what}: answered as a duplicate of a publish still being replicated (no sequence yet)`,
     { details: { stream: ack.stream, duplicate: ack.duplicate } },

@@ -77,6 +77,29 @@ describe('retry', () => {
     expect(calls).toBe(4);
   });
 
+  it('continues after attempts the caller made itself: numbered after them, within maxAttempts', async () => {
+    const seen: number[] = [];
+    await expect(
+      retry(
+        (attempt) => {
+          seen.push(attempt);
+          return Promise.reject(transient());
+        },
+        { initialMs: 1, maxMs: 1, maxAttempts: 4, failedAttempts: 1 },
+      ),
+    ).rejects.toMatchObject({ code: ErrorCode.PublishFailed });
+    // Attempt 1 was the caller's; three more make four in all.
+    expect(seen).toEqual([2, 3, 4]);
+    await expect(
+      retry(() => Promise.resolve('never'), {
+        initialMs: 1,
+        maxMs: 1,
+        maxAttempts: 2,
+        failedAttempts: 2,
+      }),
+    ).rejects.toBeInstanceOf(RangeError);
+  });
+
   it('stops waiting at once when aborted, with ABORTED carrying the last failure', async () => {
     const ac = new AbortController();
     let calls = 0;
