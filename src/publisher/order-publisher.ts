@@ -1,11 +1,6 @@
 import { unsequencedError } from '../nats/pub-ack.js';
 import { randomUUID } from 'node:crypto';
-import {
-  jetstream,
-  JetStreamApiError,
-  type JetStreamClient,
-  type PubAck,
-} from '@nats-io/jetstream';
+import { jetstream, JetStreamApiError, type JetStreamClient } from '@nats-io/jetstream';
 import {
   ClosedConnectionError,
   DrainingConnectionError,
