@@ -14,6 +14,7 @@ import { MAX_LISTED, Membership, type MemberHealth } from './fleet/membership.js
 import { Worker, type WorkerReport } from './fleet/worker.js';
 import type { Logger } from './logging/logger.js';
 import { connectNats } from './nats/connection.js';
+import { JetStreamWriter, kvWrites, PipelinedKvWrites } from './nats/js-writer.js';
 import { loadDeployment, type Deployment } from './nats/deployment.js';
 import { SummarySink } from './notifications/summary-sink.js';
 import {
@@ -29,6 +30,9 @@ import type { SummaryNotification } from './orders/summary.js';
 import type { Aggregator } from './orders/aggregator.js';
 import { TimerIndex } from './state/timer-index.js';
 import { TimerSnapshotStore } from './state/timer-snapshot.js';
+
+/** What nats.js waits for a JetStream ack by default: the same for the pipelined writes. */
+const JS_WRITE_TIMEOUT_MS = 5000;
 
 export type OrderWorker = Worker<OrderState, OrderEntry, SummaryNotification>;
 
@@ -107,6 +111,13 @@ async function assemble(
     leasesKv.status().then((s) => s.ttl),
     membersKv.status().then((s) => s.ttl),
   ]);
+  // Snapshots and timer-index entries, the writes made per customer, go through one pipelined
+  // writer instead of one nats.js request each (see js-writer.ts for why).
+  const writer = new JetStreamWriter(nc, {
+    timeoutMs: JS_WRITE_TIMEOUT_MS,
+    ...(config.nats.inboxPrefix === undefined ? {} : { inboxPrefix: config.nats.inboxPrefix }),
+  });
+  const stateWrites = new PipelinedKvWrites(writer, names.stateBucket, kvWrites(stateKv));
   const leases = new LeaseManager(kvLeaseStore(leasesKv), {
     workerId,
     ttlMs: leaseTtlMs,
@@ -119,6 +130,7 @@ async function assemble(
     partitions: deployment.partitions,
     worker: config.worker,
     leases,
+    stateWrites,
     domain: {
       aggregator: (options.aggregator ?? ((a) => a))(createOrderAggregator(config.worker.summary)),
       decoder: orderEntryDecoder(names, deployment.partitions, config.limits),
@@ -129,6 +141,7 @@ async function assemble(
           stateKv,
           decodeTimerEntry,
           log.child({ component: 'timer-index', workerId }),
+          stateWrites,
         ),
         snapshot: new TimerSnapshotStore(
           stateKv,
@@ -211,6 +224,7 @@ async function assemble(
         ? Promise.resolve()
         : new Promise<void>((resolve) => admin.close(() => resolve())),
     );
+    await closeStep(log, 'close writer', async () => writer.close());
     await closeStep(log, 'drain nats', () => nc.drain());
     return report;
   };

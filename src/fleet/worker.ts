@@ -5,6 +5,7 @@ import {
   type JetStreamManager,
 } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
+import type { KvWrites } from '../nats/js-writer.js';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Config } from '../config/config.js';
 import type { ResourceNames } from '../contract/names.js';
@@ -51,6 +52,8 @@ export interface WorkerDeps<S, E, O = never> {
   readonly domain: Domain<S, E, O>;
   /** When set, a partition runs only while this worker holds its lease (the fleet). */
   readonly leases?: LeaseManager;
+  /** How customer snapshots are written (default: through the state bucket itself). */
+  readonly stateWrites?: KvWrites;
   readonly log: Logger;
 }
 
@@ -131,7 +134,11 @@ export class Worker<S, E, O = never> {
     // Bind without the direct-get API: direct gets may be served by a lagging replica, and a
     // stale read of a watermark or a snapshot could make a new owner skip entries.
     const kvm = new Kvm(nc);
-    this.#customers = new CustomerStore(await kvm.open(names.stateBucket), domain.aggregator);
+    this.#customers = new CustomerStore(
+      await kvm.open(names.stateBucket),
+      domain.aggregator,
+      this.#deps.stateWrites,
+    );
     this.#watermarks = new WatermarkStore(await kvm.open(names.metaBucket));
     this.#deadLetters = new DeadLetterSink(
       this.#js,

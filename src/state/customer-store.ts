@@ -1,4 +1,5 @@
 import type { KV } from '@nats-io/kv';
+import { kvWrites, type KvWrites } from '../nats/js-writer.js';
 import { z } from 'zod';
 import type { Aggregator } from '../orders/aggregator.js';
 import { ErrorCode, OrderFleetError } from '../errors.js';
@@ -104,10 +105,16 @@ export type SnapshotCodec<S> = Pick<
 >;
 
 export class CustomerStore<S> {
+  /** Where writes go: the bucket itself, or the worker's pipelined writer (js-writer.ts). */
+  private readonly writes: KvWrites;
+
   constructor(
     private readonly kv: KV,
     private readonly aggregator: SnapshotCodec<S>,
-  ) {}
+    writes?: KvWrites,
+  ) {
+    this.writes = writes ?? kvWrites(kv);
+  }
 
   async load(partition: number, customerId: string): Promise<StoredSnapshot<S>> {
     const entry = await this.kv.get(customerKey(partition, customerId));
@@ -184,8 +191,8 @@ export class CustomerStore<S> {
     );
     try {
       return revision === 0
-        ? await this.kv.create(key, data)
-        : await this.kv.update(key, data, revision);
+        ? await this.writes.create(key, data)
+        : await this.writes.update(key, data, revision);
     } catch (err) {
       if (isWrongLastSequence(err)) {
         throw new OrderFleetError(

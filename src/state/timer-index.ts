@@ -4,6 +4,9 @@ import type { PendingTimer } from '../orders/aggregator.js';
 import { describeError } from '../errors.js';
 import type { Logger } from '../logging/logger.js';
 import { customerIdFromTimerKey, timerKey, timerKeyFilter } from './keys.js';
+import { kvWrites, type KvWrites } from '../nats/js-writer.js';
+
+const encoder = new TextEncoder();
 
 const StoredTimer = z.object({
   dueAtMs: z.number(),
@@ -19,11 +22,17 @@ const StoredTimer = z.object({
  * written at checkpoints (before the watermark) and deleted when the window closes.
  */
 export class TimerIndex<E> {
+  /** Where writes go: the bucket itself, or the worker's pipelined writer (js-writer.ts). */
+  private readonly writes: KvWrites;
+
   constructor(
     private readonly kv: KV,
     private readonly decodeEntry: (raw: unknown) => E,
     private readonly log: Logger,
-  ) {}
+    writes?: KvWrites,
+  ) {
+    this.writes = writes ?? kvWrites(kv);
+  }
 
   async load(partition: number): Promise<Map<string, PendingTimer<E>>> {
     const out = new Map<string, PendingTimer<E>>();
@@ -61,7 +70,7 @@ export class TimerIndex<E> {
     timer: PendingTimer<E> | undefined,
   ): Promise<void> {
     const key = timerKey(partition, customerId);
-    if (timer === undefined) await this.kv.delete(key);
-    else await this.kv.put(key, JSON.stringify(timer));
+    if (timer === undefined) await this.writes.delete(key);
+    else await this.writes.put(key, encoder.encode(JSON.stringify(timer)));
   }
 }

@@ -48,6 +48,9 @@ export async function provision(url: string, opts: ProvisionOptions = {}): Promi
     servers: url.split(','),
     maxReconnectAttempts: -1,
     reconnectTimeWait: 100,
+    // As the fleet's own connections (src/nats/connection.ts): the benches' raw baselines run on
+    // this connection, and must not pay for an Error with a stack per request that ours skip.
+    noAsyncTraces: true,
   });
   const report = await setupDeployment(
     nc,
