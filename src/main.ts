@@ -135,7 +135,7 @@ async function assemble(
       aggregator: (options.aggregator ?? ((a) => a))(createOrderAggregator(config.worker.summary)),
       decoder: orderEntryDecoder(names, deployment.partitions, config.limits),
       render: renderOrder,
-      outputs: new SummarySink(js, jsm, names, log.child({ component: 'summaries', workerId })),
+      outputs: new SummarySink(writer, jsm, names, log.child({ component: 'summaries', workerId })),
       timers: {
         index: new TimerIndex(
           stateKv,
@@ -149,7 +149,7 @@ async function assemble(
           log.child({ component: 'timer-snapshot', workerId }),
         ),
         tickMs: config.worker.timerTickMs,
-        append: timerAppender(js, jsm, names),
+        append: timerAppender(writer, jsm, names),
       },
     },
     log,

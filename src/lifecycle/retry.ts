@@ -117,18 +117,45 @@ export function abortable<T>(promise: Promise<T>, signal: AbortSignal | undefine
       promise.catch(() => undefined); // abandoned, see above
       reject(abortError(signal));
     };
-    signal.addEventListener('abort', onAbort, { once: true });
+    const listeners = abortListeners(signal);
+    listeners.add(onAbort);
     promise.then(
       (value) => {
-        signal.removeEventListener('abort', onAbort);
+        listeners.delete(onAbort);
         resolve(value);
       },
       (err: unknown) => {
-        signal.removeEventListener('abort', onAbort);
+        listeners.delete(onAbort);
         reject(err instanceof Error ? err : new Error(String(err)));
       },
     );
   });
+}
+
+/**
+ * The callbacks waiting on one signal, behind a single 'abort' listener. Every summary publish
+ * and dead letter of a partition runs under its runner's signal: an `addEventListener` and
+ * `removeEventListener` per call (EventTarget's bookkeeping) cost more CPU than the publish
+ * itself in a burst of closing windows; a Set's add and delete do not.
+ */
+const listenersBySignal = new WeakMap<AbortSignal, Set<() => void>>();
+
+function abortListeners(signal: AbortSignal): Set<() => void> {
+  let listeners = listenersBySignal.get(signal);
+  if (listeners === undefined) {
+    const set = new Set<() => void>();
+    listeners = set;
+    listenersBySignal.set(signal, set);
+    signal.addEventListener(
+      'abort',
+      () => {
+        for (const listener of [...set]) listener();
+        set.clear();
+      },
+      { once: true },
+    );
+  }
+  return listeners;
 }
 
 /** Read through a call: TypeScript would otherwise narrow `aborted` across awaits. */

@@ -1,4 +1,10 @@
-import { JetStreamApiError, JetStreamError, type ApiError, type PubAck } from '@nats-io/jetstream';
+import {
+  JetStreamApiError,
+  JetStreamError,
+  PubHeaders,
+  type ApiError,
+  type PubAck,
+} from '@nats-io/jetstream';
 import {
   ClosedConnectionError,
   createInbox,
@@ -174,6 +180,23 @@ interface AckJson {
   readonly error?: ApiError;
 }
 
+/**
+ * The headers nats.js's `js.publish` sets for `msgID` and `expect.streamName`, plus any of the
+ * caller's own: the message is stored once per id (inside the duplicate window) and only in
+ * that stream.
+ */
+export function publishHeaders(opts: {
+  readonly msgID?: string;
+  readonly expectStream?: string;
+  readonly extra?: Readonly<Record<string, string>>;
+}): MsgHdrs {
+  const h = natsHeaders();
+  if (opts.msgID !== undefined) h.set(PubHeaders.MsgIdHdr, opts.msgID);
+  if (opts.expectStream !== undefined) h.set(PubHeaders.ExpectedStreamHdr, opts.expectStream);
+  for (const [name, value] of Object.entries(opts.extra ?? {})) h.set(name, value);
+  return h;
+}
+
 /** The writes a customer store and a timer index make, with nats.js KV's outcomes. */
 export interface KvWrites {
   /** Writes only if the key has no entry (or a deleted one); returns the new revision. */
@@ -194,7 +217,6 @@ export function kvWrites(kv: KV): KvWrites {
   };
 }
 
-const EXPECTED_LAST_SUBJECT_SEQUENCE = 'Nats-Expected-Last-Subject-Sequence';
 const EMPTY = new Uint8Array(0);
 
 /**
@@ -243,6 +265,6 @@ export class PipelinedKvWrites implements KvWrites {
 
 function expectLast(revision: number): MsgHdrs {
   const h = natsHeaders();
-  h.set(EXPECTED_LAST_SUBJECT_SEQUENCE, String(revision));
+  h.set(PubHeaders.ExpectedLastSubjectSequenceHdr, String(revision));
   return h;
 }

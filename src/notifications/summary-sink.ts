@@ -1,13 +1,15 @@
-import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
+import type { JetStreamManager } from '@nats-io/jetstream';
 import { sequenced } from '../nats/pub-ack.js';
-import { headers } from '@nats-io/transport-node';
 import type { ResourceNames } from '../contract/names.js';
 import { describeError } from '../errors.js';
 import { retry, type RetryOptions } from '../lifecycle/retry.js';
 import type { OutputSink } from '../fleet/partition-runner.js';
 import type { Logger } from '../logging/logger.js';
 import { isMessageNotFound } from '../nats/errors.js';
+import { publishHeaders, type JetStreamWriter } from '../nats/js-writer.js';
 import type { SummaryNotification } from '../orders/summary.js';
+
+const encoder = new TextEncoder();
 
 export const SUMMARY_ID_HEADER = 'Order-Fleet-Summary-Id';
 /** About 30 s; then the checkpoint fails and the restarted runner replays the entry. */
@@ -32,7 +34,8 @@ export function notificationSubject(names: ResourceNames, customerId: string): s
  */
 export class SummarySink implements OutputSink<SummaryNotification> {
   constructor(
-    private readonly js: JetStreamClient,
+    /** Pipelined: a burst of closing windows publishes its summaries without a request each. */
+    private readonly writer: JetStreamWriter,
     private readonly jsm: JetStreamManager,
     private readonly names: ResourceNames,
     private readonly log: Logger,
@@ -49,21 +52,18 @@ export class SummarySink implements OutputSink<SummaryNotification> {
       this.log.debug({ partition, summaryId: summary.summaryId }, 'summary already sent');
       return;
     }
-    const h = headers();
-    h.set(SUMMARY_ID_HEADER, summary.summaryId);
+    const h = publishHeaders({
+      msgID: summary.summaryId,
+      expectStream: this.names.notificationsStream,
+      extra: { [SUMMARY_ID_HEADER]: summary.summaryId },
+    });
+    const data = encoder.encode(JSON.stringify(summary));
     const ack = await retry(
       async () =>
         // A sequence-0 duplicate means the first attempt is still being replicated and may yet
         // be lost with its leader: only a real sequence says the summary is stored, and the
         // watermark must not pass its entry before that.
-        sequenced(
-          await this.js.publish(subject, JSON.stringify(summary), {
-            msgID: summary.summaryId,
-            headers: h,
-            expect: { streamName: this.names.notificationsStream },
-          }),
-          `summary ${summary.summaryId}`,
-        ),
+        sequenced(await this.writer.publish(subject, data, h), `summary ${summary.summaryId}`),
       {
         ...PUBLISH_RETRY,
         ...(signal === undefined ? {} : { signal }),

@@ -1,4 +1,7 @@
-import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
+import type { JetStreamManager, PubAck } from '@nats-io/jetstream';
+import { publishHeaders, type JetStreamWriter } from '../nats/js-writer.js';
+
+const encoder = new TextEncoder();
 import type { ResourceNames } from '../contract/names.js';
 import type { PendingTimer } from './aggregator.js';
 import type { OrderEntry } from './order-aggregator.js';
@@ -20,7 +23,8 @@ export type TimerAppendOutcome =
  * entry is appended again under an id derived from the colliding sequence: the window must close.
  */
 export function timerAppender(
-  js: JetStreamClient,
+  /** Pipelined: a burst of due timers appends without a nats.js request each. */
+  writer: JetStreamWriter,
   jsm: JetStreamManager,
   names: ResourceNames,
 ): (
@@ -30,16 +34,15 @@ export function timerAppender(
 ) => Promise<TimerAppendOutcome> {
   return async (partition, customerId, timer) => {
     const subject = timerSubject(names, partition, customerId);
-    const data = JSON.stringify(timer.entry);
-    const opts = { expect: { streamName: names.ordersStream } };
-    const ack = sequenced(await js.publish(subject, data, { ...opts, msgID: timer.id }), timer.id);
+    const data = encoder.encode(JSON.stringify(timer.entry));
+    const stream = names.ordersStream;
+    const publish = (msgID: string): Promise<PubAck> =>
+      writer.publish(subject, data, publishHeaders({ msgID, expectStream: stream }));
+    const ack = sequenced(await publish(timer.id), timer.id);
     if (!ack.duplicate) return { kind: 'appended', seq: ack.seq };
-    const stored = await jsm.streams.getMessage(names.ordersStream, { seq: ack.seq });
+    const stored = await jsm.streams.getMessage(stream, { seq: ack.seq });
     if (stored !== null && stored.subject === subject) return { kind: 'duplicate', seq: ack.seq };
-    const again = sequenced(
-      await js.publish(subject, data, { ...opts, msgID: `${timer.id}-${ack.seq}` }),
-      timer.id,
-    );
+    const again = sequenced(await publish(`${timer.id}-${ack.seq}`), timer.id);
     return { kind: again.duplicate ? 'duplicate' : 'appended', seq: again.seq };
   };
 }
