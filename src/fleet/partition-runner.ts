@@ -12,7 +12,12 @@ import {
 import type { Logger } from '../logging/logger.js';
 import type { Aggregator, PendingTimer } from '../orders/aggregator.js';
 import type { DecodedEntry, EntryDecoder } from '../orders/order-log.js';
-import type { CustomerSnapshot, CustomerStore, Quarantine } from '../state/customer-store.js';
+import type {
+  CustomerSnapshot,
+  CustomerStore,
+  Quarantine,
+  StoredSnapshot,
+} from '../state/customer-store.js';
 import type { Watermark, WatermarkStore } from '../state/watermark-store.js';
 import type { TimerIndex } from '../state/timer-index.js';
 import type { TimerSnapshotStore, TimerSnapshotTag } from '../state/timer-snapshot.js';
@@ -230,6 +235,11 @@ export class PartitionRunner<S, E, O = never> {
     limit: () => this.#storedLimit(),
   });
   #storedScan: Promise<void> | undefined;
+  /**
+   * A long catch-up's one read of the partition's stored customers (see #preloadStored). Never
+   * rejects: it settles with the terminal failure intake must rethrow, if any.
+   */
+  #preload: Promise<OrderFleetError | undefined> | undefined;
   readonly #storedScanAbort = new AbortController();
   /** Entries replaced by a redriven copy (`dlq redrive`): never applied, the copy is. */
   #superseded = new Set<number>();
@@ -383,7 +393,7 @@ export class PartitionRunner<S, E, O = never> {
     ]);
     if (this.#rebuild !== undefined) this.#stored.forget();
     // A long catch-up meets many customers: worth the scan at once (a handoff's backlog is short).
-    else if (this.#backlog >= SCAN_STORED_AT_START_BACKLOG) this.#scanStored();
+    else if (this.#backlog >= SCAN_STORED_AT_START_BACKLOG) this.#preloadStored();
     // After a graceful stop the previous owner applied nothing beyond W, so whatever is pending
     // is new. After a crash, the pending entries include work that must be redone: a replay.
     // A rebuild re-applies everything: summaries it meets again must not be sent twice.
@@ -786,8 +796,16 @@ export class PartitionRunner<S, E, O = never> {
   }
 
   /** Loads customers not in memory, with bounded concurrency. */
-  async #loadAll(ids: Set<string>): Promise<void> {
-    if (ids.size === 0) return;
+  async #loadAll(wanted: Set<string>): Promise<void> {
+    if (wanted.size === 0) return;
+    let ids = wanted;
+    if (this.#preload !== undefined) {
+      // One pass over the partition is under way: it brings these too, or tells they are absent.
+      const failure = await this.#preload;
+      if (failure !== undefined) throw failure;
+      ids = new Set([...wanted].filter((id) => !this.#resident.has(id)));
+      if (ids.size === 0) return;
+    }
     const limit = pLimit(this.#deps.settings.checkpointConcurrency);
     const { customers } = this.#deps;
     const loaded = await Promise.all(
@@ -813,15 +831,57 @@ export class PartitionRunner<S, E, O = never> {
     for (const { id, stored } of loaded) {
       if (this.#resident.has(id)) continue;
       if (this.#rebuild !== undefined) this.#rebuilt.add(id);
-      this.#resident.add(id, { snapshot: stored.snapshot, revision: stored.revision });
-      if (stored.snapshot.quarantine !== undefined) {
-        this.#quarantined.set(id, stored.snapshot.quarantine);
-        this.#timers.drop(id);
-        continue;
-      }
-      // Repairs the index if a crash came between a state write and its index write.
-      this.#syncTimer(id, stored.snapshot.state);
+      this.#admit(id, stored);
     }
+  }
+
+  /** A customer read from KV joins the resident set (it is clean: KV holds what it holds). */
+  #admit(id: string, stored: StoredSnapshot<S>): void {
+    this.#resident.add(id, { snapshot: stored.snapshot, revision: stored.revision });
+    if (stored.snapshot.quarantine !== undefined) {
+      this.#quarantined.set(id, stored.snapshot.quarantine);
+      this.#timers.drop(id);
+      return;
+    }
+    // Repairs the index if a crash came between a state write and its index write.
+    this.#syncTimer(id, stored.snapshot.state);
+  }
+
+  /**
+   * A long catch-up (a replay after a crash) meets most of the partition's customers: read them
+   * all in one pass instead of one request each as they come up. Only when they fit in the
+   * partition's share of memory; otherwise (or if the pass fails) the keys-only scan, and a
+   * read per customer met, as before. Intake waits for the pass before its first load, so
+   * nothing is read twice; a customer already in memory keeps what it has (it is newer).
+   */
+  #preloadStored(): void {
+    const { customers } = this.#deps;
+    const startedAt = Date.now();
+    this.#preload = (async (): Promise<OrderFleetError | undefined> => {
+      const all = await customers.loadPartition(this.partition, {
+        limit: this.#deps.settings.capacity(),
+        signal: this.#storedScanAbort.signal,
+      });
+      if (all === undefined) {
+        this.#scanStored();
+        return undefined;
+      }
+      for (const [id, stored] of all) if (!this.#resident.has(id)) this.#admit(id, stored);
+      this.#stored.scanned(new Set(all.keys()));
+      this.#log.debug(
+        { customers: all.size, durationMs: Date.now() - startedAt },
+        'stored customers preloaded',
+      );
+      return undefined;
+    })().catch((err: unknown) => {
+      // A snapshot that cannot be read is the same terminal failure the per-customer load
+      // reports: handed to intake, which parks the partition. Anything else only cost the
+      // optimisation: customers are read as they are met.
+      if (isOrderFleetError(err) && err.code === ErrorCode.StateCorrupt) return err;
+      this.#log.warn({ err: describeError(err) }, 'preload of stored customers failed');
+      this.#scanStored();
+      return undefined;
+    });
   }
 
   #storedLimit(): number {
@@ -1002,6 +1062,7 @@ export class PartitionRunner<S, E, O = never> {
   async #release(opts: { readonly flush: boolean } = { flush: true }): Promise<void> {
     clearInterval(this.#tick);
     this.#storedScanAbort.abort();
+    await this.#preload; // never rejects: a failure is intake's to report
     // Never rejects (it logs its own failure); awaited so no read outlives the runner.
     await this.#storedScan;
     try {

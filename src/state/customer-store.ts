@@ -1,4 +1,4 @@
-import type { KV } from '@nats-io/kv';
+import type { KV, KvEntry } from '@nats-io/kv';
 import { kvWrites, type KvWrites } from '../nats/js-writer.js';
 import { z } from 'zod';
 import type { Aggregator } from '../orders/aggregator.js';
@@ -122,6 +122,10 @@ export class CustomerStore<S> {
     // A deleted or purged key still has a revision: the next write must be conditional on it.
     if (entry.operation !== 'PUT')
       return { snapshot: this.empty(customerId), revision: entry.revision };
+    return { snapshot: this.parse(customerId, entry), revision: entry.revision };
+  }
+
+  private parse(customerId: string, entry: KvEntry): CustomerSnapshot<S> {
     let json: unknown;
     try {
       json = entry.json();
@@ -133,7 +137,7 @@ export class CustomerStore<S> {
         { cause: err },
       );
     }
-    return { snapshot: this.decode(customerId, json), revision: entry.revision };
+    return this.decode(customerId, json);
   }
 
   /**
@@ -173,6 +177,42 @@ export class CustomerStore<S> {
       opts.signal.removeEventListener('abort', stop);
     }
     return opts.signal.aborted ? undefined : ids;
+  }
+
+  /**
+   * Every stored customer of the partition with its snapshot and revision, read in one pass (an
+   * ordered consumer over `c.<p>.*`, the bucket keeping one revision per key) instead of one
+   * request per customer: what a long catch-up after a crash would otherwise read one by one.
+   * `undefined` when there are more than `limit` (the caller then loads customers as it meets
+   * them) or `signal` aborts. Deleted keys are left out, as {@link storedIds} does. A snapshot
+   * that cannot be read fails the whole pass with STATE_CORRUPT, as {@link load} does.
+   */
+  async loadPartition(
+    partition: number,
+    opts: { readonly limit: number; readonly signal: AbortSignal },
+  ): Promise<Map<string, StoredSnapshot<S>> | undefined> {
+    const out = new Map<string, StoredSnapshot<S>>();
+    const entries = await this.kv.history({ key: customerKeyFilter(partition) });
+    const stop = (): void => entries.stop();
+    opts.signal.addEventListener('abort', stop, { once: true });
+    try {
+      for await (const entry of entries) {
+        const customerId = customerIdFromKey(entry.key);
+        if (customerId === undefined) continue;
+        if (entry.operation !== 'PUT') {
+          out.delete(customerId);
+          continue;
+        }
+        if (out.size >= opts.limit) {
+          entries.stop();
+          return undefined;
+        }
+        out.set(customerId, { snapshot: this.parse(customerId, entry), revision: entry.revision });
+      }
+    } finally {
+      opts.signal.removeEventListener('abort', stop);
+    }
+    return opts.signal.aborted ? undefined : out;
   }
 
   /** Writes `snapshot` if the key is still at `revision`; returns the new revision. */

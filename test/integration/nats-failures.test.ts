@@ -131,67 +131,75 @@ describe('NATS failing underneath the fleet', () => {
     await stopGracefully(w2);
   });
 
-  it('a corrupt snapshot parks its partition (status, /readyz, metrics); the other partitions go on', async () => {
-    const { dep, step, worker } = await scenario({ partitions: 4, leaseTtlMs: 3000 });
-    const port = await freePort();
-    const adminEnv = { ADMIN_PORT: String(port), ADMIN_HOST: '127.0.0.1' };
-    const w1 = worker('w1', adminEnv);
-    const first = generateLoad(40, 400, 1, 'corrupt');
-    const firstResults = await publishAll(dep, first);
-    await settled(dep, ['w1']);
-    await stopGracefully(w1);
-    step('first run stopped');
+  // A short backlog reads each customer as it is met; a long one (1,000+ entries per partition,
+  // as after a crash) reads the partition's customers in one pass first: both must park.
+  it.each([
+    { backlog: 'short', events: 400 },
+    { backlog: 'long', events: 8000 },
+  ])(
+    'a corrupt snapshot parks its partition (status, /readyz, metrics); the other partitions go on ($backlog backlog)',
+    async ({ events: secondEvents }) => {
+      const { dep, step, worker } = await scenario({ partitions: 4, leaseTtlMs: 3000 });
+      const port = await freePort();
+      const adminEnv = { ADMIN_PORT: String(port), ADMIN_HOST: '127.0.0.1' };
+      const w1 = worker('w1', adminEnv);
+      const first = generateLoad(40, 400, 1, 'corrupt');
+      const firstResults = await publishAll(dep, first);
+      await settled(dep, ['w1']);
+      await stopGracefully(w1);
+      step('first run stopped');
 
-    // Damage one customer's stored snapshot: JSON, but no snapshot format this fleet ever wrote
-    // (as a botched manual repair or a foreign writer would leave it).
-    const victim = first[0]?.customerId ?? '';
-    const victimPartition = partitionOf(victim, dep.partitions);
-    const stateKv = await new Kvm(dep.nc).open(dep.names.stateBucket);
-    await stateKv.put(
-      customerKey(victimPartition, victim),
-      JSON.stringify({ v: 99, lastSeq: 0, state: { items: [] } }),
-    );
+      // Damage one customer's stored snapshot: JSON, but no snapshot format this fleet ever wrote
+      // (as a botched manual repair or a foreign writer would leave it).
+      const victim = first[0]?.customerId ?? '';
+      const victimPartition = partitionOf(victim, dep.partitions);
+      const stateKv = await new Kvm(dep.nc).open(dep.names.stateBucket);
+      await stateKv.put(
+        customerKey(victimPartition, victim),
+        JSON.stringify({ v: 99, lastSeq: 0, state: { items: [] } }),
+      );
 
-    const second = generateLoad(40, 400, 2, 'corrupt');
-    const secondResults = await publishAll(dep, second);
-    const w2 = worker('w2', adminEnv);
-    const status = await eventually(async () => {
-      const s = await fleetStatusJson(dep);
-      return s.parked.includes(victimPartition) ? s : undefined;
-    });
-    step('parked');
-    const row = status.table[victimPartition];
-    expect(row?.state).toBe('parked');
-    expect(row?.parked?.code).toBe('STATE_CORRUPT');
-    expect(row?.owner).toBe('w2');
+      const second = generateLoad(40, secondEvents, 2, 'corrupt');
+      const secondResults = await publishAll(dep, second);
+      const w2 = worker('w2', adminEnv);
+      const status = await eventually(async () => {
+        const s = await fleetStatusJson(dep);
+        return s.parked.includes(victimPartition) ? s : undefined;
+      });
+      step('parked');
+      const row = status.table[victimPartition];
+      expect(row?.state).toBe('parked');
+      expect(row?.parked?.code).toBe('STATE_CORRUPT');
+      expect(row?.owner).toBe('w2');
 
-    // Not ready while a partition is parked; the metrics say why.
-    const readyz = await fetch(`http://127.0.0.1:${port}/readyz`);
-    expect(readyz.status).toBe(503);
-    const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-    expect(metrics).toMatch(/^order_fleet_partitions_parked\{[^}]*\} 1$/mu);
-    expect(metrics).toMatch(/^order_fleet_partition_restarts_total\{[^}]*\} \d+$/mu);
+      // Not ready while a partition is parked; the metrics say why.
+      const readyz = await fetch(`http://127.0.0.1:${port}/readyz`);
+      expect(readyz.status).toBe(503);
+      const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+      expect(metrics).toMatch(/^order_fleet_partitions_parked\{[^}]*\} 1$/mu);
+      expect(metrics).toMatch(/^order_fleet_partition_restarts_total\{[^}]*\} \d+$/mu);
 
-    // Every other partition caught up, and its customers equal the model.
-    await eventually(async () => {
-      const s = await fleetStatusJson(dep);
-      return s.table.every((t) => t.partition === victimPartition || t.lag === 0)
-        ? true
-        : undefined;
-    });
-    const events = [...first, ...second];
-    const results = [...firstResults, ...secondResults];
-    const expected = modelFromPublished(events, results).expected();
-    const stored = await readStoredStates(dep);
-    const others = (m: ReadonlyMap<string, unknown>): string[] =>
-      [...m.keys()].filter((id) => partitionOf(id, dep.partitions) !== victimPartition);
-    const keep = <V>(m: ReadonlyMap<string, V>): Map<string, V> =>
-      new Map(others(m).map((id) => [id, m.get(id) as V]));
-    expect(others(expected).length).toBeGreaterThan(0);
-    expect(diffStates(keep(expected), keep(stored))).toEqual([]);
-    expect(alive(w2)).toBe(true);
-    await stopGracefully(w2);
-  });
+      // Every other partition caught up, and its customers equal the model.
+      await eventually(async () => {
+        const s = await fleetStatusJson(dep);
+        return s.table.every((t) => t.partition === victimPartition || t.lag === 0)
+          ? true
+          : undefined;
+      });
+      const events = [...first, ...second];
+      const results = [...firstResults, ...secondResults];
+      const expected = modelFromPublished(events, results).expected();
+      const stored = await readStoredStates(dep);
+      const others = (m: ReadonlyMap<string, unknown>): string[] =>
+        [...m.keys()].filter((id) => partitionOf(id, dep.partitions) !== victimPartition);
+      const keep = <V>(m: ReadonlyMap<string, V>): Map<string, V> =>
+        new Map(others(m).map((id) => [id, m.get(id) as V]));
+      expect(others(expected).length).toBeGreaterThan(0);
+      expect(diffStates(keep(expected), keep(stored))).toEqual([]);
+      expect(alive(w2)).toBe(true);
+      await stopGracefully(w2);
+    },
+  );
 
   it('a forced shutdown releases every lease first: the successor takes over long before the lease TTL', async () => {
     // A TTL far above the wait below: only the forced release can explain a quick takeover.
