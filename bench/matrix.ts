@@ -23,7 +23,7 @@
 // `--cells` picks exact (partitions:customers) pairs instead of the full product.
 
 import { writeFileSync } from 'node:fs';
-import { readFile, rm } from 'node:fs/promises';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -440,6 +440,16 @@ async function workerRun(
     await w.stop('SIGTERM');
     workers.splice(workers.indexOf(w), 1);
     await rm(probeFile, { force: true });
+    // BENCH_WORKER_LOG_DIR: each worker run's whole log, to see why a round was slow.
+    const logDir = process.env['BENCH_WORKER_LOG_DIR'];
+    if (logDir !== undefined && logDir !== '')
+      await writeFile(
+        path.join(logDir, `${id}-${Date.now()}.jsonl`),
+        w
+          .logs()
+          .map((l) => JSON.stringify(l))
+          .join('\n'),
+      );
   }
 }
 

@@ -10,6 +10,7 @@ import {
   createInbox,
   headers as natsHeaders,
   NoRespondersError,
+  PermissionViolationError,
   TimeoutError,
   type Msg,
   type MsgHdrs,
@@ -42,6 +43,15 @@ export class JetStreamWriter {
   readonly #base: string;
   /** Token → waiter, in send order (a Map iterates in insertion order): the sweep's queue. */
   readonly #pending = new Map<number, Pending>();
+  /**
+   * At most this many writes wait for their ack; more wait here, in order. A server processes
+   * a connection's messages in order, so a lease renewal sent behind thousands of writes waits
+   * for all of them: at 128 partitions checkpointing at once, uncapped, renewals came back
+   * after the lease had lapsed. The cap keeps that wait to a fraction of a second.
+   */
+  readonly #maxInFlight: number;
+  #queued: Write[] = [];
+  #queuedHead = 0;
   #next = 0;
   #sub: Subscription | undefined;
   #sweep: NodeJS.Timeout | undefined;
@@ -49,39 +59,67 @@ export class JetStreamWriter {
 
   constructor(
     nc: NatsConnection,
-    options: { readonly timeoutMs: number; readonly inboxPrefix?: string },
+    options: {
+      readonly timeoutMs: number;
+      readonly inboxPrefix?: string;
+      /** Writes awaiting their ack at once (default 1024). */
+      readonly maxInFlight?: number;
+    },
   ) {
     this.#nc = nc;
     this.#timeoutMs = options.timeoutMs;
+    this.#maxInFlight = Math.max(1, options.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT);
     // The connection's own inbox prefix: role permissions allow replies only below it.
-    this.#base = `${createInbox(options.inboxPrefix)}.`;
+    this.#base = `${createInbox(options.inboxPrefix ?? connectionInboxPrefix(nc))}.`;
   }
 
   /** Writes one message to a stream; resolves with its ack. */
   publish(subject: string, data: Uint8Array, headers?: MsgHdrs): Promise<PubAck> {
     if (this.#closed || this.#nc.isClosed()) return Promise.reject(new ClosedConnectionError());
     this.#open();
-    const token = ++this.#next;
     return new Promise<PubAck>((resolve, reject) => {
-      this.#pending.set(token, {
-        resolve,
-        reject,
-        subject,
-        deadline: Date.now() + this.#timeoutMs,
-      });
-      try {
-        this.#nc.publish(
-          subject,
-          data,
-          headers === undefined
-            ? { reply: this.#base + token }
-            : { reply: this.#base + token, headers },
-        );
-      } catch (err) {
-        this.#pending.delete(token);
-        reject(err instanceof Error ? err : new Error(String(err)));
-      }
+      const write: Write = { subject, data, headers, resolve, reject };
+      if (this.#pending.size < this.#maxInFlight) this.#send(write);
+      else this.#queued.push(write);
     });
+  }
+
+  #send(write: Write): void {
+    const token = ++this.#next;
+    // The deadline counts from the send: time spent queued here is ours, not the server's.
+    this.#pending.set(token, {
+      resolve: write.resolve,
+      reject: write.reject,
+      subject: write.subject,
+      deadline: Date.now() + this.#timeoutMs,
+    });
+    try {
+      this.#nc.publish(
+        write.subject,
+        write.data,
+        write.headers === undefined
+          ? { reply: this.#base + token }
+          : { reply: this.#base + token, headers: write.headers },
+      );
+    } catch (err) {
+      this.#pending.delete(token);
+      write.reject(err instanceof Error ? err : new Error(String(err)));
+    }
+  }
+
+  /** Sends queued writes while there is room (after replies and timeouts free some). */
+  #sendQueued(): void {
+    while (this.#pending.size < this.#maxInFlight && this.#queuedHead < this.#queued.length) {
+      const write = this.#queued[this.#queuedHead++];
+      if (write !== undefined) this.#send(write);
+    }
+    if (this.#queuedHead === this.#queued.length) {
+      this.#queued.length = 0;
+      this.#queuedHead = 0;
+    } else if (this.#queuedHead > 1024 && this.#queuedHead * 2 > this.#queued.length) {
+      this.#queued = this.#queued.slice(this.#queuedHead);
+      this.#queuedHead = 0;
+    }
   }
 
   /** Stops the sweep and the reply subscription; writes still waiting fail as closed. Idempotent. */
@@ -112,6 +150,32 @@ export class JetStreamWriter {
     );
     this.#sweep = setInterval(() => this.#expire(), Math.min(250, this.#timeoutMs));
     this.#sweep.unref();
+    // A publish this user may not make is refused asynchronously, on the connection's status,
+    // naming the subject: fail the oldest write to it, as nats.js fails the matching request,
+    // rather than let it time out and be retried as if the server were slow.
+    // Owned by the connection: the feed ends when it closes; a closed writer leaves at the
+    // next status (the loop's break returns the iterator).
+    (async () => {
+      for await (const s of this.#nc.status()) {
+        if (this.#closed) break;
+        if (s.type === 'error' && s.error instanceof PermissionViolationError)
+          this.#refused(s.error);
+      }
+    })().catch((err: unknown) => {
+      // The status feed itself failed: writes still time out, only the refusal is slower.
+      this.#failAll(err instanceof Error ? err : new Error(String(err)));
+    });
+  }
+
+  #refused(err: PermissionViolationError): void {
+    if (err.operation !== 'publish') return; // a refused subscription reaches its callback
+    for (const [token, waiter] of this.#pending) {
+      if (waiter.subject !== err.subject) continue;
+      this.#pending.delete(token);
+      waiter.reject(err);
+      this.#sendQueued();
+      return;
+    }
   }
 
   #reply(msg: Msg): void {
@@ -119,6 +183,7 @@ export class JetStreamWriter {
     const waiter = this.#pending.get(token);
     if (waiter === undefined) return; // answered after its deadline: already failed as a timeout
     this.#pending.delete(token);
+    this.#sendQueued();
     if (msg.data.length === 0 && msg.headers?.code === 503) {
       waiter.reject(new NoRespondersError(waiter.subject));
       return;
@@ -150,6 +215,7 @@ export class JetStreamWriter {
       this.#pending.delete(token);
       waiter.reject(new TimeoutError());
     }
+    this.#sendQueued();
   }
 
   /** The subscription is gone (connection closed): no reply can come, and no sweep is needed. */
@@ -162,7 +228,33 @@ export class JetStreamWriter {
   #failAll(err: Error): void {
     for (const waiter of this.#pending.values()) waiter.reject(err);
     this.#pending.clear();
+    for (let i = this.#queuedHead; i < this.#queued.length; i++) this.#queued[i]?.reject(err);
+    this.#queued = [];
+    this.#queuedHead = 0;
   }
+}
+
+/**
+ * The inbox prefix the connection was made with, where nats.js keeps it (its connection's
+ * `options`): a writer on a connection it did not make (the publisher SDK's) must reply below
+ * the same prefix as the connection's own requests, which is all a restricted role may use.
+ */
+function connectionInboxPrefix(nc: NatsConnection): string | undefined {
+  if (!('options' in nc)) return undefined;
+  const options: unknown = nc.options;
+  if (typeof options !== 'object' || options === null || !('inboxPrefix' in options))
+    return undefined;
+  return typeof options.inboxPrefix === 'string' ? options.inboxPrefix : undefined;
+}
+
+const DEFAULT_MAX_IN_FLIGHT = 1024;
+
+interface Write {
+  readonly subject: string;
+  readonly data: Uint8Array;
+  readonly headers: MsgHdrs | undefined;
+  readonly resolve: (ack: PubAck) => void;
+  readonly reject: (err: Error) => void;
 }
 
 interface Pending {

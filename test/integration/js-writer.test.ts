@@ -60,6 +60,21 @@ describe('JetStreamWriter', () => {
     }
   });
 
+  it('holds writes beyond its in-flight cap and sends them in order as acks come back', async () => {
+    const writer = new JetStreamWriter(nc, { timeoutMs: 5000, maxInFlight: 8 });
+    try {
+      const acks = await Promise.all(
+        Array.from({ length: 500 }, (_, i) => writer.publish('w.capped', bytes(`c${i}`))),
+      );
+      const seqs = acks.map((a) => a.seq);
+      // Sent in call order: the stream stored them in that order.
+      expect(seqs).toEqual([...seqs].sort((a, b) => a - b));
+      expect(new Set(seqs).size).toBe(500);
+    } finally {
+      writer.close();
+    }
+  });
+
   it('fails with no responders where no stream listens, as a retriable failure', async () => {
     const writer = new JetStreamWriter(nc, { timeoutMs: 5000 });
     try {
@@ -81,6 +96,13 @@ describe('JetStreamWriter', () => {
       const waiting = writer.publish('w.paused', bytes('y')).catch((e: unknown) => e);
       writer.close();
       expect(await waiting).toBeInstanceOf(ClosedConnectionError);
+      // Writes held back by the cap fail as closed too.
+      const capped = new JetStreamWriter(nc, { timeoutMs: 5000, maxInFlight: 1 });
+      const sent = capped.publish('w.paused', bytes('a')).catch((e: unknown) => e);
+      const held = capped.publish('w.paused', bytes('b')).catch((e: unknown) => e);
+      capped.close();
+      expect(await sent).toBeInstanceOf(ClosedConnectionError);
+      expect(await held).toBeInstanceOf(ClosedConnectionError);
       expect(await writer.publish('w.after', bytes('z')).catch((e: unknown) => e)).toBeInstanceOf(
         ClosedConnectionError,
       );
