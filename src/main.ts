@@ -1,4 +1,4 @@
-import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Config } from './config/config.js';
@@ -96,7 +96,6 @@ async function assemble(
 ): Promise<RunningWorker> {
   const names = resourceNames(config.namespace);
   const workerId = config.worker.id;
-  const js = jetstream(nc);
   const jsm = await jetstreamManager(nc);
   const kvm = new Kvm(nc);
   // Buckets are bound without the direct-get API: direct gets may be served by a lagging
@@ -224,7 +223,7 @@ async function assemble(
         ? Promise.resolve()
         : new Promise<void>((resolve) => admin.close(() => resolve())),
     );
-    await closeStep(log, 'close writer', async () => writer.close());
+    await closeStep(log, 'close writer', () => Promise.resolve(writer.close()));
     await closeStep(log, 'drain nats', () => nc.drain());
     return report;
   };
