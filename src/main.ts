@@ -14,7 +14,7 @@ import { MAX_LISTED, Membership, type MemberHealth } from './fleet/membership.js
 import { Worker, type WorkerReport } from './fleet/worker.js';
 import type { Logger } from './logging/logger.js';
 import { connectNats } from './nats/connection.js';
-import { JetStreamWriter, kvWrites, PipelinedKvWrites } from './nats/js-writer.js';
+import { JetStreamWriter, PipelinedKvWrites } from './nats/js-writer.js';
 import { loadDeployment, type Deployment } from './nats/deployment.js';
 import { SummarySink } from './notifications/summary-sink.js';
 import {
@@ -112,11 +112,9 @@ async function assemble(
   ]);
   // Snapshots and timer-index entries, the writes made per customer, go through one pipelined
   // writer instead of one nats.js request each (see js-writer.ts for why).
-  const writer = new JetStreamWriter(nc, {
-    timeoutMs: JS_WRITE_TIMEOUT_MS,
-    ...(config.nats.inboxPrefix === undefined ? {} : { inboxPrefix: config.nats.inboxPrefix }),
-  });
-  const stateWrites = new PipelinedKvWrites(writer, names.stateBucket, kvWrites(stateKv));
+  // (The writer replies below the connection's own inbox prefix, which it reads from nc.)
+  const writer = new JetStreamWriter(nc, { timeoutMs: JS_WRITE_TIMEOUT_MS });
+  const stateWrites = new PipelinedKvWrites(writer, names.stateBucket, stateKv);
   const leases = new LeaseManager(kvLeaseStore(leasesKv), {
     workerId,
     ttlMs: leaseTtlMs,

@@ -803,6 +803,8 @@ export class PartitionRunner<S, E, O = never> {
       // One pass over the partition is under way: it brings these too, or tells they are absent.
       const failure = await this.#preload;
       if (failure !== undefined) throw failure;
+      // Done and fine: later loads need neither the wait nor the filtering below.
+      this.#preload = undefined;
       ids = new Set([...wanted].filter((id) => !this.#resident.has(id)));
       if (ids.size === 0) return;
     }

@@ -17,7 +17,6 @@ import {
   type NatsConnection,
   type Subscription,
 } from '@nats-io/transport-node';
-import type { KV } from '@nats-io/kv';
 import { isWrongLastSequence } from './errors.js';
 
 /**
@@ -125,12 +124,10 @@ export class JetStreamWriter {
   /** Stops the sweep and the reply subscription; writes still waiting fail as closed. Idempotent. */
   close(): void {
     if (this.#closed) return;
-    this.#closed = true;
-    if (this.#sweep !== undefined) clearInterval(this.#sweep);
     try {
       this.#sub?.unsubscribe();
     } finally {
-      this.#failAll(new ClosedConnectionError());
+      this.#ended(new ClosedConnectionError());
     }
   }
 
@@ -289,7 +286,10 @@ export function publishHeaders(opts: {
   return h;
 }
 
-/** The writes a customer store and a timer index make, with nats.js KV's outcomes. */
+/**
+ * The writes a customer store and a timer index make, with nats.js KV's outcomes (a nats.js
+ * bucket is one as it is).
+ */
 export interface KvWrites {
   /** Writes only if the key has no entry (or a deleted one); returns the new revision. */
   create(key: string, data: Uint8Array): Promise<number>;
@@ -297,16 +297,6 @@ export interface KvWrites {
   update(key: string, data: Uint8Array, revision: number): Promise<number>;
   put(key: string, data: Uint8Array): Promise<number>;
   delete(key: string): Promise<void>;
-}
-
-/** {@link KvWrites} straight on a nats.js bucket (tests, tools, and anything not on the hot path). */
-export function kvWrites(kv: KV): KvWrites {
-  return {
-    create: (key, data) => kv.create(key, data),
-    update: (key, data, revision) => kv.update(key, data, revision),
-    put: (key, data) => kv.put(key, data),
-    delete: (key) => kv.delete(key),
-  };
 }
 
 const EMPTY = new Uint8Array(0);

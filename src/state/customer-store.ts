@@ -1,5 +1,5 @@
 import type { KV, KvEntry } from '@nats-io/kv';
-import { kvWrites, type KvWrites } from '../nats/js-writer.js';
+import type { KvWrites } from '../nats/js-writer.js';
 import { z } from 'zod';
 import type { Aggregator } from '../orders/aggregator.js';
 import { ErrorCode, OrderFleetError } from '../errors.js';
@@ -113,7 +113,7 @@ export class CustomerStore<S> {
     private readonly aggregator: SnapshotCodec<S>,
     writes?: KvWrites,
   ) {
-    this.writes = writes ?? kvWrites(kv);
+    this.writes = writes ?? kv;
   }
 
   async load(partition: number, customerId: string): Promise<StoredSnapshot<S>> {

@@ -4,7 +4,7 @@ import type { PendingTimer } from '../orders/aggregator.js';
 import { describeError } from '../errors.js';
 import type { Logger } from '../logging/logger.js';
 import { customerIdFromTimerKey, timerKey, timerKeyFilter } from './keys.js';
-import { kvWrites, type KvWrites } from '../nats/js-writer.js';
+import type { KvWrites } from '../nats/js-writer.js';
 
 const encoder = new TextEncoder();
 
@@ -31,7 +31,7 @@ export class TimerIndex<E> {
     private readonly log: Logger,
     writes?: KvWrites,
   ) {
-    this.writes = writes ?? kvWrites(kv);
+    this.writes = writes ?? kv;
   }
 
   async load(partition: number): Promise<Map<string, PendingTimer<E>>> {

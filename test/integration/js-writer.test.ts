@@ -16,7 +16,7 @@ import {
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isRetriable } from '../../src/errors.js';
 import { isWrongLastSequence } from '../../src/nats/errors.js';
-import { JetStreamWriter, kvWrites, PipelinedKvWrites } from '../../src/nats/js-writer.js';
+import { JetStreamWriter, PipelinedKvWrites } from '../../src/nats/js-writer.js';
 import { startNatsServer, type NatsServerHandle } from '../support/nats-server.js';
 
 const bytes = (s: string): Uint8Array => new TextEncoder().encode(s);
@@ -117,7 +117,7 @@ describe('JetStreamWriter', () => {
 describe('PipelinedKvWrites', () => {
   it('creates, updates on the revision, refuses a stale revision with the CAS code, deletes', async () => {
     const writer = new JetStreamWriter(nc, { timeoutMs: 5000 });
-    const writes = new PipelinedKvWrites(writer, 'wkv', kvWrites(kv));
+    const writes = new PipelinedKvWrites(writer, 'wkv', kv);
     try {
       const r1 = await writes.create('c.1.alice', bytes('{"n":1}'));
       const r2 = await writes.update('c.1.alice', bytes('{"n":2}'), r1);
