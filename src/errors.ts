@@ -26,6 +26,11 @@ export const ErrorCode = {
   NotProvisioned: 'NOT_PROVISIONED',
   /** `setup` was asked to change something that cannot change on a live deployment. */
   ImmutableSetting: 'IMMUTABLE_SETTING',
+  /**
+   * A deployment-wide switch (the timer layout) must wait: some live workers cannot run it yet.
+   * Terminal for this call (setup does not wait for a rollout): run setup again once it is done.
+   */
+  UpgradeBlocked: 'UPGRADE_BLOCKED',
   /** A publish kept failing after every retry. */
   PublishFailed: 'PUBLISH_FAILED',
   /** The publisher was closed. */

@@ -15,7 +15,12 @@ import { Worker, type WorkerReport } from './fleet/worker.js';
 import type { Logger } from './logging/logger.js';
 import { connectNats } from './nats/connection.js';
 import { JetStreamWriter, PipelinedKvWrites } from './nats/js-writer.js';
-import { loadDeployment, type Deployment } from './nats/deployment.js';
+import {
+  loadDeployment,
+  readDeployment,
+  timerLayoutOf,
+  type Deployment,
+} from './nats/deployment.js';
 import { SummarySink } from './notifications/summary-sink.js';
 import {
   createOrderAggregator,
@@ -100,10 +105,11 @@ async function assemble(
   const kvm = new Kvm(nc);
   // Buckets are bound without the direct-get API: direct gets may be served by a lagging
   // replica, and a stale read of a watermark or snapshot could make a new owner skip entries.
-  const [stateKv, leasesKv, membersKv] = await Promise.all([
+  const [stateKv, leasesKv, membersKv, metaKv] = await Promise.all([
     kvm.open(names.stateBucket),
     kvm.open(names.leaseBucket),
     kvm.open(names.memberBucket),
+    kvm.open(names.metaBucket),
   ]);
   // The lease TTL is a property of the bucket, fixed by `setup`, so every worker agrees on it.
   const [leaseTtlMs, memberTtlMs] = await Promise.all([
@@ -145,6 +151,12 @@ async function assemble(
           orderTimerCodec,
           log.child({ component: 'timer-snapshot', workerId }),
         ),
+        // Read from the bucket (not a replica's direct get) at each partition start: a switch
+        // must be seen by the next runner that could need the index it no longer keeps.
+        layout: async () => {
+          const current = await readDeployment(metaKv);
+          return current === undefined ? timerLayoutOf(deployment) : timerLayoutOf(current);
+        },
         tickMs: config.worker.timerTickMs,
         append: timerAppender(writer, jsm, names),
       },

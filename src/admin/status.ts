@@ -5,18 +5,13 @@ import { jetstreamManager } from '@nats-io/jetstream';
 import type { ResourceNames } from '../contract/names.js';
 import { kvLeaseStore } from '../fleet/lease-store.js';
 import { LeaseManager } from '../fleet/leases.js';
-import { MemberSchema, type MemberHealth } from '../fleet/membership.js';
+import { readLiveMembers } from '../fleet/membership.js';
 import type { Logger } from '../logging/logger.js';
-import { loadDeployment } from '../nats/deployment.js';
+import { loadDeployment, timerLayoutOf, type TimerLayout } from '../nats/deployment.js';
 import { describeError } from '../errors.js';
 import { isConsumerNotFound } from '../nats/errors.js';
 import { WatermarkStore } from '../state/watermark-store.js';
-import {
-  kvStreamName,
-  kvSubjectPrefix,
-  MEMBER_KEYS,
-  partitionConsumerName,
-} from '../contract/internal-names.js';
+import { partitionConsumerName } from '../contract/internal-names.js';
 
 export interface ParkedStatus {
   readonly code: string;
@@ -54,9 +49,13 @@ export interface PartitionStatus {
 
 export interface FleetStatus {
   readonly partitions: number;
+  /** How open timers are found after a crash (see src/nats/deployment.ts). */
+  readonly timerLayout: TimerLayout;
   readonly members: readonly {
     readonly id: string;
     readonly since: string;
+    /** Timer layouts the member can run (empty: a version from before layouts, index only). */
+    readonly timerLayouts: readonly string[];
     readonly partitions: readonly number[];
     /** Partition runs this worker restarted after failures. */
     readonly restarts: number;
@@ -94,21 +93,7 @@ export async function fleetStatus(
   const watermarks = new WatermarkStore(await kvm.open(names.metaBucket));
   const holders = await leases.holders(deployment.partitions);
 
-  const members: { id: string; since: string; health: MemberHealth | undefined }[] = [];
-  // The member keys come from the stream's per-subject counts, not kv.keys(): a listing of a TTL
-  // bucket can miss its end when an entry expires while it runs.
-  const prefix = kvSubjectPrefix(names.memberBucket);
-  const info = await jsm.streams.info(kvStreamName(names.memberBucket), {
-    subjects_filter: `${prefix}${MEMBER_KEYS}`,
-  });
-  for (const subject of Object.keys(info.state.subjects ?? {})) {
-    const entry = await membersKv.get(subject.slice(prefix.length));
-    if (entry === null || entry.operation !== 'PUT') continue;
-    const parsed = MemberSchema.safeParse(entry.json());
-    if (parsed.success)
-      members.push({ id: parsed.data.id, since: parsed.data.since, health: parsed.data.health });
-  }
-  members.sort((a, b) => (a.id < b.id ? -1 : 1));
+  const { members } = await readLiveMembers(jsm, membersKv, names.memberBucket);
 
   const healthOf = new Map(members.map((m) => [m.id, m.health]));
   const table = await Promise.all(
@@ -139,9 +124,11 @@ export async function fleetStatus(
   );
   return {
     partitions: deployment.partitions,
+    timerLayout: timerLayoutOf(deployment),
     members: members.map((m) => ({
       id: m.id,
       since: m.since,
+      timerLayouts: m.timerLayouts ?? [],
       partitions: table.filter((t) => t.owner === m.id).map((t) => t.partition),
       restarts: m.health?.restarts ?? 0,
     })),
@@ -185,6 +172,16 @@ export function renderStatus(status: FleetStatus): string {
     lines.push(
       `  ${m.id.padEnd(32)} ${m.since.padEnd(25)} ${m.partitions.length} [${m.partitions.join(',')}]`,
     );
+  lines.push('');
+  const behind = status.members.filter((m) => !m.timerLayouts.includes('state')).length;
+  lines.push(
+    `TIMER LAYOUT ${status.timerLayout}` +
+      (status.timerLayout === 'index'
+        ? behind === 0
+          ? ' (every member supports state: `order-fleet setup --timer-layout state` switches)'
+          : ` (${behind} member(s) support index only)`
+        : ''),
+  );
   lines.push('');
   lines.push(`PARTITIONS (${status.partitions})`);
   lines.push(

@@ -1,5 +1,11 @@
 import { Command, CommanderError, Option } from 'commander';
-import { describeError, ErrorCode, isOrderFleetError, isValidationError } from '../errors.js';
+import {
+  describeError,
+  ErrorCode,
+  errorCode,
+  isOrderFleetError,
+  isValidationError,
+} from '../errors.js';
 import { registerAuth } from './commands/auth.js';
 import { registerConsole } from './commands/console.js';
 import { registerContents } from './commands/contents.js';
@@ -54,6 +60,11 @@ export async function runCli(argv: readonly string[]): Promise<void> {
   }
 }
 
+/** The error's stable code, for scripts that act on a failure (messages may be reworded). */
+function codeSuffix(err: unknown): string {
+  return isOrderFleetError(err) ? ` [${errorCode(err)}]` : '';
+}
+
 function exitCodeFor(err: unknown): number {
   if (err instanceof CommanderError) {
     // Commander already printed help or the usage error.
@@ -65,11 +76,12 @@ function exitCodeFor(err: unknown): number {
     isOrderFleetError(err, ErrorCode.FilesExist) ||
     isOrderFleetError(err, ErrorCode.ConfirmationRequired) ||
     isOrderFleetError(err, ErrorCode.HistoryTruncated) ||
+    isOrderFleetError(err, ErrorCode.UpgradeBlocked) ||
     isValidationError(err)
   ) {
-    process.stderr.write(`order-fleet: ${err.message}\n`);
+    process.stderr.write(`order-fleet: ${err.message}${codeSuffix(err)}\n`);
     return ExitCode.Usage;
   }
-  process.stderr.write(`order-fleet: ${describeError(err)}\n`);
+  process.stderr.write(`order-fleet: ${describeError(err)}${codeSuffix(err)}\n`);
   return ExitCode.Failure;
 }

@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
 import { ConfigError } from '../errors.js';
 import { NamespaceSchema } from '../contract/names.js';
+import { TimerLayoutSchema, type TimerLayout } from '../nats/deployment.js';
 
 /**
  * Every setting of order-fleet, in one zod schema keyed by its environment variable name.
@@ -76,6 +77,9 @@ export const EnvSchema = z.object({
   // Provisioning (`order-fleet setup`). PARTITIONS is fixed once a deployment exists.
   // Unset means: keep what the deployment stores (32 for a new one).
   PARTITIONS: int(1, 4096).optional(),
+  // Unset keeps the stored timer layout (`state` for a new deployment); `state` switches an
+  // `index` deployment once every live worker supports it (docs/architecture.md).
+  TIMER_LAYOUT: TimerLayoutSchema.optional(),
   ORDERS_REPLICAS: int(1, 5).default(1),
   // How long setup waits out a cluster that is still forming (transient errors, and "no suitable
   // peers" while the last peer joins) before it fails.
@@ -172,6 +176,8 @@ export interface Config {
   readonly setup: {
     /** Requested partition count; undefined keeps the stored one (or the default for a new one). */
     readonly partitions: number | undefined;
+    /** Requested timer layout; undefined keeps the stored one (or the default for a new one). */
+    readonly timerLayout: TimerLayout | undefined;
     readonly replicas: number;
     /** How long to wait out a forming cluster before failing. */
     readonly waitMs: number;
@@ -291,6 +297,7 @@ export function loadConfig(env: EnvInput, overrides: EnvInput = {}): Config {
     namespace: e.ORDER_FLEET_NAMESPACE,
     setup: {
       partitions: e.PARTITIONS,
+      timerLayout: e.TIMER_LAYOUT,
       replicas: e.ORDERS_REPLICAS,
       waitMs: e.SETUP_WAIT_MS,
       maxAgeMs: e.ORDERS_MAX_AGE_MS,

@@ -1,6 +1,17 @@
 import { KvWatchInclude, type KV } from '@nats-io/kv';
 import { z } from 'zod';
-import { MEMBER_KEYS, memberKey, workerIdOfMemberKey } from '../contract/internal-names.js';
+import { TimerLayoutSchema } from '../nats/deployment.js';
+
+/** Every timer layout this version runs. */
+const TIMER_LAYOUTS = TimerLayoutSchema.options;
+import type { JetStreamManager } from '@nats-io/jetstream';
+import {
+  kvStreamName,
+  kvSubjectPrefix,
+  MEMBER_KEYS,
+  memberKey,
+  workerIdOfMemberKey,
+} from '../contract/internal-names.js';
 import { describeError, errorCode } from '../errors.js';
 import { delay } from '../lifecycle/retry.js';
 import { LOOP_RESTART, TaskGroup } from '../lifecycle/task-group.js';
@@ -48,6 +59,10 @@ export const MemberSchema = z.object({
   since: z.string(),
   heartbeatAt: z.string(),
   health: MemberHealthSchema.optional(),
+  // Timer layouts this worker can run (src/nats/deployment.ts); setup switches the deployment's
+  // layout only when every live member lists the new one. Strings, not the enum: a newer
+  // version's layouts must not make this version's parse fail.
+  timerLayouts: z.array(z.string()).optional(),
 });
 export type Member = z.infer<typeof MemberSchema>;
 
@@ -200,6 +215,7 @@ export class Membership {
       id: this.#options.workerId,
       since: this.#since,
       heartbeatAt: new Date().toISOString(),
+      timerLayouts: [...TIMER_LAYOUTS],
       ...(this.#options.health === undefined ? {} : { health: this.#options.health() }),
     };
     await this.#kv.put(this.key, JSON.stringify(member));
@@ -230,4 +246,33 @@ export class Membership {
       }
     }
   }
+}
+
+/**
+ * Every live member's entry, read once (status, the timer-layout switch). The keys come from the
+ * stream's per-subject counts, not kv.keys(): a listing of a TTL bucket can miss its end when an
+ * entry expires while it runs. An entry this version cannot parse is returned as `unreadable`
+ * with its key, so a caller that needs every member to agree can refuse rather than skip it.
+ */
+export async function readLiveMembers(
+  jsm: JetStreamManager,
+  membersKv: KV,
+  memberBucket: string,
+): Promise<{ readonly members: Member[]; readonly unreadable: string[] }> {
+  const prefix = kvSubjectPrefix(memberBucket);
+  const info = await jsm.streams.info(kvStreamName(memberBucket), {
+    subjects_filter: `${prefix}${MEMBER_KEYS}`,
+  });
+  const members: Member[] = [];
+  const unreadable: string[] = [];
+  for (const subject of Object.keys(info.state.subjects ?? {})) {
+    const key = subject.slice(prefix.length);
+    const entry = await membersKv.get(key);
+    if (entry === null || entry.operation !== 'PUT') continue;
+    const parsed = MemberSchema.safeParse(entry.json());
+    if (parsed.success) members.push(parsed.data);
+    else unreadable.push(key);
+  }
+  members.sort((a, b) => (a.id < b.id ? -1 : 1));
+  return { members, unreadable };
 }

@@ -5,6 +5,7 @@ import type { ResourceNames } from '../contract/names.js';
 import {
   describeError,
   ErrorCode,
+  errorCode,
   isOrderFleetError,
   isValidationError,
   OrderFleetError,
@@ -20,6 +21,7 @@ import type {
 } from '../state/customer-store.js';
 import type { Watermark, WatermarkStore } from '../state/watermark-store.js';
 import type { TimerIndex } from '../state/timer-index.js';
+import type { TimerLayout } from '../nats/deployment.js';
 import type { TimerSnapshotStore, TimerSnapshotTag } from '../state/timer-snapshot.js';
 import type { DeadLetterSink } from './dead-letter.js';
 import { PartitionTimers } from './partition-timers.js';
@@ -64,6 +66,12 @@ export interface OutputSink<O> {
 /** Durable timers: where open timers are indexed, and how a due timer is appended to the log. */
 export interface TimerHost<E> {
   readonly index: TimerIndex<E>;
+  /**
+   * The deployment's timer layout, read at every start (setup can switch it, index → state, on a
+   * live fleet). `index`: the index above is kept and read after a crash. `state`: no index; after
+   * a crash the open timers come from the partition's customer snapshots. Default `index`.
+   */
+  readonly layout?: () => Promise<TimerLayout>;
   /**
    * Every open timer of a partition in a few entries, written by a clean final checkpoint: the
    * next owner after a graceful handoff reads it instead of one index entry per customer. The
@@ -260,7 +268,9 @@ export class PartitionRunner<S, E, O = never> {
   /** `ts.<p>.*` keys seen at start: the final snapshot deletes the ones it does not rewrite. */
   #snapshotChunkKeys = 0;
   /** Where this runner's open timers came from at start (for the log and the bench). */
-  #timersFrom: 'snapshot' | 'index' | 'none' = 'none';
+  #timersFrom: 'snapshot' | 'index' | 'state' | 'none' = 'none';
+  /** The deployment's timer layout as read at this runner's start. */
+  #layout: TimerLayout = 'index';
   #tick: NodeJS.Timeout | undefined;
   /** Outputs being published; a checkpoint waits for all of them before moving the watermark. */
   #pendingOutputs: Promise<void>[] = [];
@@ -359,7 +369,12 @@ export class PartitionRunner<S, E, O = never> {
 
     // Fence before anything else: bumping the epoch with a conditional write makes the previous
     // runner's next watermark write fail, so at most one runner can advance this partition.
-    const loaded = await watermarks.load(this.partition);
+    const [loaded, layout] = await Promise.all([
+      watermarks.load(this.partition),
+      this.#deps.timers?.layout?.() ?? Promise.resolve<TimerLayout>('index'),
+    ]);
+    this.#layout = layout;
+    if (layout === 'state') this.#timers.stopIndexing();
     const previous = loaded.watermark;
     // A pending rebuild request: start from the beginning of the log, discarding stored state.
     const requested = await watermarks.rebuildRequested(this.partition);
@@ -650,10 +665,11 @@ export class PartitionRunner<S, E, O = never> {
     if (timers === undefined) return;
     if (this.#rebuild !== undefined) {
       // The index is rebuilt from the log too: every old entry is deleted at the next checkpoint
-      // unless the replay has given (or gives) its customer a timer.
-      for (const customerId of (await timers.index.load(this.partition)).keys()) {
-        this.#timers.forgetIndexed(customerId);
-      }
+      // unless the replay has given (or gives) its customer a timer. (None is kept under `state`.)
+      if (this.#layout === 'index')
+        for (const customerId of (await timers.index.load(this.partition)).keys()) {
+          this.#timers.forgetIndexed(customerId);
+        }
       // The old snapshot's chunks are cleaned up by the next clean final checkpoint.
       if (timers.snapshot !== undefined)
         this.#snapshotChunkKeys = (
@@ -671,8 +687,18 @@ export class PartitionRunner<S, E, O = never> {
       this.#snapshotChunkKeys = chunkKeys;
       if (clean !== undefined) found = fromSnapshot;
     }
-    this.#timersFrom = found === undefined ? 'index' : 'snapshot';
-    found ??= await timers.index.load(this.partition);
+    if (found !== undefined) this.#timersFrom = 'snapshot';
+    else if (this.#layout === 'index') {
+      this.#timersFrom = 'index';
+      found = await timers.index.load(this.partition);
+    } else {
+      // No index: the customers' snapshots hold their windows. One pass over the partition's
+      // snapshots, keeping only the open timers; everything at or below W is in them (invariant
+      // 2), and what lies beyond is replayed, so they are as complete as the index would be.
+      this.#timersFrom = 'state';
+      found = await this.#openTimersFromState();
+      if (found === undefined) return; // stopping
+    }
     for (const [customerId, timer] of found) {
       // Entries applied meanwhile are newer than the index: a customer already touched by this
       // runner has its timer (or none) from its state.
@@ -683,6 +709,26 @@ export class PartitionRunner<S, E, O = never> {
     this.#log.debug(
       { from: this.#timersFrom, timers: found.size, durationMs: Date.now() - startedAt },
       'open timers loaded',
+    );
+  }
+
+  async #openTimersFromState(): Promise<Map<string, PendingTimer<E>> | undefined> {
+    const { aggregator } = this.#deps;
+    if (aggregator.timer === undefined) return new Map();
+    return this.#deps.customers.pickPartition(
+      this.partition,
+      (snapshot) =>
+        snapshot.quarantine === undefined
+          ? aggregator.timer?.(snapshot.customerId, snapshot.state)
+          : undefined,
+      {
+        signal: this.#storedScanAbort.signal,
+        unreadable: (customerId, err) =>
+          this.#log.warn(
+            { customerId, code: errorCode(err), err: describeError(err) },
+            'unreadable customer state skipped by the timer scan (the customer fails its runner when met)',
+          ),
+      },
     );
   }
 

@@ -28,6 +28,8 @@ export class PartitionTimers<E> {
   readonly #firing = new Set<string>();
   /** customer → id of a timer whose entry was found behind the runner (see {@link appendedBehind}). */
   readonly #stale = new Map<string, string>();
+  /** Whether index changes are recorded (the `index` timer layout); see {@link stopIndexing}. */
+  #indexed = true;
 
   /** Customers with an open timer. */
   get size(): number {
@@ -52,6 +54,15 @@ export class PartitionTimers<E> {
     return this.#timers.has(customerId);
   }
 
+  /**
+   * The deployment's timer layout is `state`: no index is kept, so no change is recorded from now
+   * on (and none pending is kept). Open timers are scheduled exactly as before.
+   */
+  stopIndexing(): void {
+    this.#indexed = false;
+    this.#dirty.clear();
+  }
+
   /** Every open timer (for the clean checkpoint's snapshot). */
   all(): ReadonlyMap<string, PendingTimer<E>> {
     return this.#timers;
@@ -68,7 +79,7 @@ export class PartitionTimers<E> {
     if (current !== undefined) this.#firing.delete(current.id);
     if (next === undefined) this.#timers.delete(customerId);
     else this.#schedule(customerId, next);
-    if (next?.series !== current?.series) this.#dirty.set(customerId, next);
+    if (this.#indexed && next?.series !== current?.series) this.#dirty.set(customerId, next);
   }
 
   /** A timer read from the index or the snapshot at start: scheduled, already indexed. */
@@ -82,7 +93,7 @@ export class PartitionTimers<E> {
     if (current === undefined) return;
     this.#firing.delete(current.id);
     this.#timers.delete(customerId);
-    this.#dirty.set(customerId, undefined);
+    if (this.#indexed) this.#dirty.set(customerId, undefined);
   }
 
   /**
@@ -90,7 +101,7 @@ export class PartitionTimers<E> {
    * something gives the customer a timer before then.
    */
   forgetIndexed(customerId: string): void {
-    if (!this.#timers.has(customerId) && !this.#dirty.has(customerId))
+    if (this.#indexed && !this.#timers.has(customerId) && !this.#dirty.has(customerId))
       this.#dirty.set(customerId, undefined);
   }
 

@@ -13,18 +13,29 @@ import { retry } from '../lifecycle/retry.js';
 import type { Logger } from '../logging/logger.js';
 import {
   DEFAULT_PARTITIONS,
+  DEFAULT_TIMER_LAYOUT,
   DEPLOYMENT_KEY,
   openMetaBucket,
   readDeployment,
+  readDeploymentEntry,
+  timerLayoutOf,
   type Deployment,
+  type TimerLayout,
 } from './deployment.js';
 import { isNoSuitablePeers, isStreamNotFound, isWrongLastSequence } from './errors.js';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { kvStreamName } from '../contract/internal-names.js';
+import { Kvm } from '@nats-io/kv';
+import { readLiveMembers } from '../fleet/membership.js';
 
 export interface SetupOptions {
   /** Requested partition count; undefined keeps the stored one (default for a new deployment). */
   readonly partitions: number | undefined;
+  /**
+   * Requested timer layout: undefined keeps the stored one (`state` for a new deployment);
+   * `state` on an `index` deployment switches it, once every live worker supports `state`.
+   */
+  readonly timerLayout?: TimerLayout | undefined;
   readonly replicas: number;
   /** How long {@link setupDeploymentWhenReady} waits out a forming cluster (default 0). */
   readonly waitMs?: number;
@@ -189,7 +200,7 @@ export async function setupDeployment(
     resources.push(await ensureBucket(nc, jsm, bucket, replicas, options.leaseTtlMs));
   }
 
-  const deployment = await ensureDeployment(nc, names, partitions);
+  const deployment = await ensureDeployment(nc, names, partitions, options.timerLayout);
   for (const r of resources)
     log.info(
       { kind: r.kind, name: r.name, action: r.action, changed: r.changed },
@@ -322,18 +333,30 @@ async function ensureDeployment(
   nc: NatsConnection,
   names: ResourceNames,
   requested: number | undefined,
+  layout: TimerLayout | undefined,
 ): Promise<Deployment> {
   const meta = await openMetaBucket(nc, names);
   for (;;) {
-    const existing = await readDeployment(meta);
-    if (existing !== undefined) {
+    const stored = await readDeploymentEntry(meta);
+    if (stored !== undefined) {
+      const existing = stored.deployment;
       refuseChange(existing, requested);
-      return existing;
+      if (layout === undefined || layout === timerLayoutOf(existing)) return existing;
+      const switched = await switchTimerLayout(nc, names, existing, layout);
+      try {
+        // Conditional on the record we read: two setups racing switch it once.
+        await meta.update(DEPLOYMENT_KEY, JSON.stringify(switched), stored.revision);
+        return switched;
+      } catch (err) {
+        if (!isWrongLastSequence(err)) throw err;
+        continue;
+      }
     }
     const created: Deployment = {
       version: 1,
       partitions: requested ?? DEFAULT_PARTITIONS,
       createdAt: new Date().toISOString(),
+      timerLayout: layout ?? DEFAULT_TIMER_LAYOUT,
     };
     try {
       // create() is conditional: if two setups race, exactly one writes and the other
@@ -344,4 +367,47 @@ async function ensureDeployment(
       if (!isWrongLastSequence(err)) throw err;
     }
   }
+}
+
+/**
+ * The record after switching its timer layout, if that is safe now. Only index → state: the
+ * index is not written under `state`, so going back would leave a crash path without it. And only
+ * when every live member advertises `state` in its heartbeat: a worker of an older version would
+ * not know the field, go on trusting an index nobody keeps complete after a crash, and miss the
+ * open windows of customers nobody holds in memory. Workers pick the layout up at their next
+ * partition start; until then they keep writing the index, which is harmless.
+ */
+async function switchTimerLayout(
+  nc: NatsConnection,
+  names: ResourceNames,
+  existing: Deployment,
+  layout: TimerLayout,
+): Promise<Deployment> {
+  if (layout === 'index') {
+    throw new OrderFleetError(
+      ErrorCode.ImmutableSetting,
+      'refusing to switch the timer layout from state back to index: workers on the state layout ' +
+        'keep no timer index, so an index-layout owner would miss open windows after a crash',
+      { details: { stored: timerLayoutOf(existing), requested: layout } },
+    );
+  }
+  const { members, unreadable } = await readLiveMembers(
+    await jetstreamManager(nc),
+    await new Kvm(nc).open(names.memberBucket),
+    names.memberBucket,
+  );
+  const lacking = [
+    ...members.filter((m) => !(m.timerLayouts ?? []).includes(layout)).map((m) => m.id),
+    ...unreadable,
+  ];
+  if (lacking.length > 0) {
+    throw new OrderFleetError(
+      ErrorCode.UpgradeBlocked,
+      `refusing to switch the timer layout to ${layout}: ${lacking.length} live worker(s) do not ` +
+        `support it (${lacking.slice(0, 5).join(', ')}); finish rolling the fleet onto this ` +
+        'version, then run setup again',
+      { details: { layout, workers: lacking } },
+    );
+  }
+  return { ...existing, timerLayout: layout };
 }

@@ -215,6 +215,48 @@ export class CustomerStore<S> {
     return opts.signal.aborted ? undefined : out;
   }
 
+  /**
+   * What `pick` makes of every stored customer of the partition, read in one pass as
+   * {@link loadPartition} reads them, keeping only what it returns: memory follows the picks (a
+   * partition's open timers), not the customers. A snapshot that cannot be read is handed to
+   * `unreadable` and skipped: the customer fails its runner when it is met, as with
+   * {@link load}, and a scan for timers must not fail a partition for a customer nobody touches.
+   * `undefined` when `signal` aborts.
+   */
+  async pickPartition<T>(
+    partition: number,
+    pick: (snapshot: CustomerSnapshot<S>) => T | undefined,
+    opts: {
+      readonly signal: AbortSignal;
+      readonly unreadable: (customerId: string, err: unknown) => void;
+    },
+  ): Promise<Map<string, T> | undefined> {
+    const out = new Map<string, T>();
+    const entries = await this.kv.history({ key: customerKeyFilter(partition) });
+    const stop = (): void => entries.stop();
+    opts.signal.addEventListener('abort', stop, { once: true });
+    try {
+      for await (const entry of entries) {
+        const customerId = customerIdFromKey(entry.key);
+        if (customerId === undefined) continue;
+        out.delete(customerId); // a later revision of the key replaces what an earlier one gave
+        if (entry.operation !== 'PUT') continue;
+        let snapshot: CustomerSnapshot<S>;
+        try {
+          snapshot = this.parse(customerId, entry);
+        } catch (err) {
+          opts.unreadable(customerId, err);
+          continue;
+        }
+        const picked = pick(snapshot);
+        if (picked !== undefined) out.set(customerId, picked);
+      }
+    } finally {
+      opts.signal.removeEventListener('abort', stop);
+    }
+    return opts.signal.aborted ? undefined : out;
+  }
+
   /** Writes `snapshot` if the key is still at `revision`; returns the new revision. */
   async save(partition: number, snapshot: CustomerSnapshot<S>, revision: number): Promise<number> {
     const key = customerKey(partition, snapshot.customerId);

@@ -41,7 +41,13 @@ const SETUP_ENV = {
 const SUMMARIES = { SUMMARY_QUIET_MS: '300', SUMMARY_MAX_MS: '60000', TIMER_TICK_MS: '50' };
 
 async function fleet(workers: number) {
-  const scenario = await startFleetScenario(teardown, { partitions: 4, leaseTtlMs: LEASE_TTL_MS });
+  // The index layout: a rebuild must also clear the timer index it does not recreate (the state
+  // layout keeps none, and is otherwise the same replay).
+  const scenario = await startFleetScenario(teardown, {
+    partitions: 4,
+    leaseTtlMs: LEASE_TTL_MS,
+    timerLayout: 'index',
+  });
   const ws = Array.from({ length: workers }, (_, i) => {
     const w = spawnWorker(scenario.dep, `rebuild-w${i + 1}`, SUMMARIES);
     scenario.workers.push(w);

@@ -26,7 +26,8 @@ const SUMMARY_ENV = { SUMMARY_QUIET_MS: String(Q), SUMMARY_MAX_MS: String(M), TI
 
 describe('a stale timer index entry', () => {
   it('answered as a duplicate, is settled from the state: the index empties, one summary', async () => {
-    const { dep, d } = await deploy(SUMMARY_ENV);
+    // Only the index layout has an index to go stale.
+    const { dep, d } = await deploy(SUMMARY_ENV, { timerLayout: 'index' });
     const kv = await new Kvm(dep.nc).open(dep.names.stateBucket);
     const customer = 'stale-c';
     const key = `t${customerKey(partitionOf(customer, dep.partitions), customer).slice(1)}`;

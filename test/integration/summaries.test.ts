@@ -23,6 +23,8 @@ import {
   contentsOf,
   Driver,
   expectBurstWindows,
+  checkpointedAll,
+  crashPathWindows,
   indexedTimers,
   randomBurst,
   readNotifications,
@@ -227,54 +229,74 @@ describe('summary windows', () => {
     expect(summaries.length).toBeGreaterThan(60);
   });
 
-  it('windows open when the whole fleet stops close once after a cold start', async () => {
-    const quiet = 4000;
-    const env = { ...SUMMARY_ENV, SUMMARY_QUIET_MS: String(quiet), SUMMARY_MAX_MS: '60000' };
-    const { dep, d } = await deploy(env);
-    const a = worker(dep, 'cold-a');
-    await waitReady(a);
-    const b = worker(dep, 'cold-b');
-    await waitReady(b);
-    const random = rng(3);
-    const customers = Array.from({ length: 40 }, (_, i) => `cold-${i}`);
-    await d.round(
-      0,
-      new Map(customers.map((c) => [c, randomBurst(random, [])] as const)),
-      IN_BURST_MS,
-    );
-    // Every window is open and indexed before the fleet goes down.
-    await eventually(
-      async () => ((await indexedTimers(dep)).size === customers.length ? true : undefined),
-      20_000,
-    );
-    await Promise.all([a.stop('SIGTERM'), b.stop('SIGTERM')]);
-    expect((await a.exited).code).toBe(0);
-    expect((await b.exited).code).toBe(0);
-    const before = await readNotifications(dep);
-    expect(before.summaries, 'windows must still be open when the fleet stops').toEqual([]);
-    expect((await indexedTimers(dep)).size).toBe(customers.length);
+  // Graceful (the timer snapshot) and crash (the crash path of the layout: the timer index, or a
+  // scan of the customers' snapshots) with nothing left to replay: a fresh fleet holding almost
+  // nobody in memory finds the open windows only where the layout stores them.
+  it.each([
+    { layout: 'state', stop: 'SIGTERM' },
+    { layout: 'state', stop: 'SIGKILL' },
+    { layout: 'index', stop: 'SIGKILL' },
+  ] as const)(
+    'windows open when the whole fleet stops ($stop, $layout layout) close once after a cold start',
+    async ({ layout, stop }) => {
+      const quiet = 4000;
+      const env = { ...SUMMARY_ENV, SUMMARY_QUIET_MS: String(quiet), SUMMARY_MAX_MS: '60000' };
+      const { dep, d } = await deploy(env, { timerLayout: layout });
+      const a = worker(dep, 'cold-a');
+      await waitReady(a);
+      const b = worker(dep, 'cold-b');
+      await waitReady(b);
+      const random = rng(3);
+      const customers = Array.from({ length: 40 }, (_, i) => `cold-${i}`);
+      await d.round(
+        0,
+        new Map(customers.map((c) => [c, randomBurst(random, [])] as const)),
+        IN_BURST_MS,
+      );
+      // Every window is open and stored for the crash path, and covered by the watermarks,
+      // before the fleet goes down.
+      await eventually(
+        async () =>
+          (await crashPathWindows(dep, layout)).size === customers.length &&
+          (await checkpointedAll(dep, d))
+            ? true
+            : undefined,
+        20_000,
+      );
+      await Promise.all([a.stop(stop), b.stop(stop)]);
+      if (stop === 'SIGTERM') {
+        expect((await a.exited).code).toBe(0);
+        expect((await b.exited).code).toBe(0);
+      }
+      const before = await readNotifications(dep);
+      expect(before.summaries, 'windows must still be open when the fleet stops').toEqual([]);
+      expect((await crashPathWindows(dep, layout)).size).toBe(customers.length);
+      // The state layout keeps no index at all.
+      if (layout === 'state') expect((await indexedTimers(dep)).size).toBe(0);
 
-    // A fresh fleet that holds almost nobody in memory: the index is how it finds the windows.
-    const fresh = { MAX_CUSTOMERS_IN_MEMORY: '8' };
-    const c = worker(dep, 'cold-c', fresh);
-    const e = worker(dep, 'cold-e', fresh);
-    await Promise.all([waitReady(c), waitReady(e)]);
-    await waitAllClosed(dep, d.lastChangeSeqs());
-    const { summaries, log } = await checkNotifications(dep, { quietMs: quiet, maxMs: 60_000 });
-    expectBurstWindows(summaries, log, d.sent);
-    expect(summaries).toHaveLength(customers.length);
-    // Clean handoff: nothing was replayed, and the index is empty again.
-    const caughtUp = [...c.logs(), ...e.logs()].filter((l) => l.msg === 'partition caught up');
-    expect(caughtUp.length).toBeGreaterThanOrEqual(dep.partitions);
-    expect(caughtUp.filter((l) => l['replayed'] !== 0)).toEqual([]);
-    expect([...summaryLogs(c), ...summaryLogs(e)].filter((l) => l['duplicate'] === true)).toEqual(
-      [],
-    );
-    await eventually(
-      async () => ((await indexedTimers(dep)).size === 0 ? true : undefined),
-      10_000,
-    );
-  });
+      const fresh = { MAX_CUSTOMERS_IN_MEMORY: '8' };
+      const c = worker(dep, 'cold-c', fresh);
+      const e = worker(dep, 'cold-e', fresh);
+      await Promise.all([waitReady(c), waitReady(e)]);
+      await waitAllClosed(dep, d.lastChangeSeqs());
+      const { summaries, log } = await checkNotifications(dep, { quietMs: quiet, maxMs: 60_000 });
+      expectBurstWindows(summaries, log, d.sent);
+      expect(summaries).toHaveLength(customers.length);
+      // Nothing was replayed (the windows were found, not re-opened by a replay); the stored
+      // windows are all closed again.
+      const caughtUp = [...c.logs(), ...e.logs()].filter((l) => l.msg === 'partition caught up');
+      expect(caughtUp.length).toBeGreaterThanOrEqual(dep.partitions);
+      expect(caughtUp.filter((l) => l['replayed'] !== 0)).toEqual([]);
+      expect([...summaryLogs(c), ...summaryLogs(e)].filter((l) => l['duplicate'] === true)).toEqual(
+        [],
+      );
+      await eventually(
+        async () => ((await crashPathWindows(dep, layout)).size === 0 ? true : undefined),
+        10_000,
+      );
+      if (layout === 'state') expect((await indexedTimers(dep)).size).toBe(0);
+    },
+  );
 
   // Timer entries share the ORDERS stream's duplicate window with publishers' event ids. Timer
   // ids start with the reserved '~'; a publisher that ignores the contract (raw NATS, not the

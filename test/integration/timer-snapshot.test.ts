@@ -88,7 +88,7 @@ async function openWindows(
 
 describe('timer snapshot in the clean checkpoint', () => {
   it('a graceful handoff carries every open window; the new owner closes them all without the timer index', async () => {
-    const { dep, d } = await deploy(ENV);
+    const { dep, d } = await deploy(ENV, { timerLayout: 'index' });
     const a = worker(dep, 'snap-a');
     await waitReady(a);
     const customers = Array.from({ length: 60 }, (_, i) => `snap-${i}`);
@@ -110,7 +110,7 @@ describe('timer snapshot in the clean checkpoint', () => {
   });
 
   it('upgrades in place: a handoff written without snapshots (the old layout) goes through the index', async () => {
-    const { dep, d } = await deploy(ENV);
+    const { dep, d } = await deploy(ENV, { timerLayout: 'index' });
     const a = worker(dep, 'old-a');
     await waitReady(a);
     const customers = Array.from({ length: 40 }, (_, i) => `old-${i}`);

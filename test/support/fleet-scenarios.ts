@@ -1,6 +1,7 @@
 // Helpers shared by the fleet acceptance tests (fleet-crash, fleet-rolling, fleet-scale,
 // fleet-zombie): background load, `status --json`, graceful stops, log fields, convergence waits.
 
+import type { TimerLayout } from '../../src/nats/deployment.js';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -52,7 +53,11 @@ export interface FleetScenario {
 /** Its own nats-server, a provisioned deployment, and the bookkeeping every fleet test needs. */
 export async function startFleetScenario(
   teardown: Teardown,
-  opts: { readonly partitions: number; readonly leaseTtlMs: number },
+  opts: {
+    readonly partitions: number;
+    readonly leaseTtlMs: number;
+    readonly timerLayout?: TimerLayout;
+  },
 ): Promise<FleetScenario> {
   const server = await startNatsServer();
   teardown.push(() => server.cleanup());

@@ -9,6 +9,7 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { pino } from 'pino';
 import { resourceNames, type ResourceNames } from '../../src/contract/names.js';
 import { setupDeployment } from '../../src/nats/provision.js';
+import type { TimerLayout } from '../../src/nats/deployment.js';
 import { customerIdFromKey } from '../../src/state/keys.js';
 import { describeError } from '../../src/errors.js';
 import { uniqueName } from './nats.js';
@@ -33,6 +34,8 @@ export interface ProvisionOptions {
   readonly partitions?: number;
   readonly leaseTtlMs?: number;
   readonly replicas?: number;
+  /** Timer layout of the new deployment (default: what `setup` gives a new one, `state`). */
+  readonly timerLayout?: TimerLayout;
   /** Use a unique namespace (needed when sharing a server, e.g. NATS_URL). Default: true when NATS_URL is set. */
   readonly isolate?: boolean;
   /** Extra environment for every child process. */
@@ -57,6 +60,7 @@ export async function provision(url: string, opts: ProvisionOptions = {}): Promi
     names,
     {
       partitions: opts.partitions ?? 8,
+      timerLayout: opts.timerLayout,
       replicas: opts.replicas ?? 1,
       maxAgeMs: 0,
       duplicateWindowMs: 120_000,

@@ -10,7 +10,15 @@ import { afterAll, afterEach, beforeAll, expect } from 'vitest';
 import { z } from 'zod';
 import { partitionOf } from '../../src/contract/partition.js';
 import { OrderPublisher, type OrderEventInput } from '../../src/publisher/order-publisher.js';
-import { customerKey, customerIdFromTimerKey, timerKeyFilter } from '../../src/state/keys.js';
+import type { TimerLayout } from '../../src/nats/deployment.js';
+import {
+  customerIdFromKey,
+  customerIdFromTimerKey,
+  customerKey,
+  customerKeyFilter,
+  timerKeyFilter,
+} from '../../src/state/keys.js';
+import { WatermarkStore } from '../../src/state/watermark-store.js';
 import {
   eventually,
   provision,
@@ -415,6 +423,44 @@ export async function indexedTimers(dep: TestDeployment): Promise<Set<string>> {
   return out;
 }
 
+/** Customers whose stored snapshot holds an open window (what the `state` layout scans). */
+export async function storedOpenWindows(dep: TestDeployment): Promise<Set<string>> {
+  const kv = await new Kvm(dep.nc).open(dep.names.stateBucket);
+  const out = new Set<string>();
+  for (let p = 0; p < dep.partitions; p++) {
+    for await (const entry of await kv.history({ key: customerKeyFilter(p) })) {
+      const id = customerIdFromKey(entry.key);
+      if (id === undefined) continue;
+      out.delete(id);
+      if (entry.operation !== 'PUT') continue;
+      if (entry.json<{ state: { window: unknown } }>().state.window !== null) out.add(id);
+    }
+  }
+  return out;
+}
+
+/** The open windows stored for the crash path: the index, or the snapshots (state layout). */
+export function crashPathWindows(dep: TestDeployment, layout: TimerLayout): Promise<Set<string>> {
+  return layout === 'index' ? indexedTimers(dep) : storedOpenWindows(dep);
+}
+
+/**
+ * True once every partition's watermark covers the last entry sent to it: everything is in KV,
+ * so a crash now replays nothing and a new owner finds open windows only where they are stored.
+ */
+export async function checkpointedAll(dep: TestDeployment, d: Driver): Promise<boolean> {
+  const watermarks = new WatermarkStore(await new Kvm(dep.nc).open(dep.names.metaBucket));
+  const last = new Map<number, number>();
+  for (const s of d.sent) {
+    const p = partitionOf(s.customerId, dep.partitions);
+    last.set(p, Math.max(last.get(p) ?? 0, s.seq));
+  }
+  for (const [p, seq] of last) {
+    if ((await watermarks.load(p)).watermark.seq < seq) return false;
+  }
+  return true;
+}
+
 /** Compares the summaries with the burst expectations: every burst exactly one window. */
 export function expectBurstWindows(
   summaries: readonly Summary[],
@@ -478,7 +524,10 @@ export function contentsOf(sent: readonly Sent[], customerId: string): number[] 
  * `worker`. Call it once, at the top level of the test file.
  */
 export function summaryFleet(): {
-  deploy: (env: Record<string, string>) => Promise<{ dep: TestDeployment; d: Driver }>;
+  deploy: (
+    env: Record<string, string>,
+    opts?: { readonly timerLayout?: TimerLayout },
+  ) => Promise<{ dep: TestDeployment; d: Driver }>;
   worker: (dep: TestDeployment, id: string, env?: Record<string, string>) => WorkerProcess;
 } {
   let server: NatsServerHandle;
@@ -504,11 +553,14 @@ export function summaryFleet(): {
     await server.cleanup();
   });
 
-  async function deploy(env: Record<string, string>): Promise<{ dep: TestDeployment; d: Driver }> {
+  async function deploy(
+    env: Record<string, string>,
+    opts: { readonly timerLayout?: TimerLayout } = {},
+  ): Promise<{ dep: TestDeployment; d: Driver }> {
     // This test's workers, kept for the failure trace (afterEach empties `workers` first).
     traced = [];
     traceOnFailure(traced);
-    const dep = await provision(server.url, { isolate: true, partitions: 8, env });
+    const dep = await provision(server.url, { isolate: true, partitions: 8, env, ...opts });
     deployments.push(dep);
     const d = new Driver(dep);
     drivers.push(d);

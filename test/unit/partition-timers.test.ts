@@ -28,6 +28,20 @@ describe('PartitionTimers', () => {
     expect(timers.size).toBe(0);
   });
 
+  it('without an index (the state layout) records no changes but schedules as before', () => {
+    const timers = new PartitionTimers<string>();
+    timers.sync('a', t('w1', 100));
+    timers.stopIndexing(); // pending changes go too
+    expect(timers.dirtySize).toBe(0);
+    timers.sync('b', t('w2', 50));
+    timers.sync('a', undefined);
+    timers.restore('c', t('w3', 70));
+    timers.drop('c');
+    timers.forgetIndexed('d');
+    expect(timers.dirtySize).toBe(0);
+    expect(timers.due(100)).toEqual([{ customerId: 'b', timer: t('w2', 50) }]);
+  });
+
   it('returns a due timer once, again after a failed append, and follows moved deadlines', () => {
     const timers = new PartitionTimers<string>();
     timers.sync('a', t('w1', 100));

@@ -6,7 +6,16 @@ import { renderStatus, type FleetStatus } from '../../src/admin/status.js';
 
 const status: FleetStatus = {
   partitions: 2,
-  members: [{ id: 'w1', since: '2026-12-02T00:00:00.000Z', partitions: [0, 1], restarts: 0 }],
+  timerLayout: 'index',
+  members: [
+    {
+      id: 'w1',
+      since: '2026-12-02T00:00:00.000Z',
+      timerLayouts: ['index', 'state'],
+      partitions: [0, 1],
+      restarts: 0,
+    },
+  ],
   table: [
     {
       partition: 0,
@@ -36,6 +45,13 @@ const status: FleetStatus = {
 };
 
 describe('renderStatus', () => {
+  it('says whether the timer layout can be switched', () => {
+    expect(renderStatus(status)).toContain('TIMER LAYOUT index (every member supports state');
+    const old = { ...status, members: [{ ...status.members[0]!, timerLayouts: [] }] };
+    expect(renderStatus(old)).toContain('TIMER LAYOUT index (1 member(s) support index only)');
+    expect(renderStatus({ ...status, timerLayout: 'state' })).toMatch(/TIMER LAYOUT state\n/u);
+  });
+
   it('shows an unreadable consumer as ? with its reason, the other partitions as usual', () => {
     const text = renderStatus(status);
     const rows = text.split('\n');
