@@ -32,6 +32,7 @@ import {
   printTable,
   summarize,
   writeResults,
+  benchTimerLayout,
 } from './support.js';
 
 const EVENTS = envInt('BENCH_EVENTS', 100_000);
@@ -103,6 +104,7 @@ async function run(
   scenario: Scenario,
 ): Promise<{ catchUpMs: number; frames: number; polls: number }> {
   const d = await provision(url, {
+    timerLayout: benchTimerLayout(),
     partitions: PARTITIONS,
     isolate: true,
     leaseTtlMs: 8000,

@@ -34,7 +34,7 @@ import { partitionFilter } from '../src/contract/subjects.js';
 import { assignPartitions, partitionsOf } from '../src/fleet/assignment.js';
 import { LeaseValueSchema } from '../src/fleet/leases.js';
 import { isConsumerNotFound } from '../src/nats/errors.js';
-import { timerKeyFilter } from '../src/state/keys.js';
+import { customerKeyFilter, timerKeyFilter } from '../src/state/keys.js';
 import {
   provision,
   silentLogger,
@@ -45,7 +45,14 @@ import {
 } from '../test/support/fleet.js';
 import { generateLoad, publishAll, type ModelEvent } from '../test/support/model.js';
 import { startNatsServer, type NatsServerHandle } from '../test/support/nats-server.js';
-import { envInt, printTable, summarize, writeResults, type Cell } from './support.js';
+import {
+  envInt,
+  printTable,
+  summarize,
+  writeResults,
+  type Cell,
+  benchTimerLayout,
+} from './support.js';
 
 const CUSTOMERS = envInt('BENCH_CUSTOMERS', 100_000);
 const ROUNDS = envInt('BENCH_ROUNDS', 5);
@@ -295,6 +302,7 @@ async function benchGraceful(url: string): Promise<{
   leaverPartitions: number[];
 }> {
   const dep = await provision(url, {
+    timerLayout: benchTimerLayout(),
     partitions: PARTITIONS,
     leaseTtlMs: LEASE_TTL_MS,
     isolate: true,
@@ -432,10 +440,12 @@ async function benchGraceful(url: string): Promise<{
     for (const p of leaverPartitions)
       await deleteConsumer(jsm, dep.names.ordersStream, `raw-move-${p}`);
 
-    // Raw KV floor of what a new runner reads besides its watermark: every timer index entry of
-    // its partition (open summary windows), read the same way (history of `t.<p>.>`), all
-    // partitions in parallel.
+    // Raw KV floor of what a new runner reads after a crash besides its watermark: the layout's
+    // crash path, every timer index entry (index layout) or every customer snapshot (state
+    // layout) of its partition, read the same way (history of `t.<p>.>` / `c.<p>.>`), all
+    // partitions in parallel. What the graceful handoff above avoids with the timer snapshot.
     const stateKv = await new Kvm(dep.nc).open(dep.names.stateBucket);
+    const layout = benchTimerLayout();
     const rawTimerIndexMs: number[] = [];
     let timerEntries = 0;
     for (let round = 1; round <= ROUNDS; round++) {
@@ -443,7 +453,8 @@ async function benchGraceful(url: string): Promise<{
       const counts = await Promise.all(
         leaverPartitions.map(async (p) => {
           let n = 0;
-          for await (const entry of await stateKv.history({ key: timerKeyFilter(p) })) {
+          const filter = layout === 'index' ? timerKeyFilter(p) : customerKeyFilter(p);
+          for await (const entry of await stateKv.history({ key: filter })) {
             if (entry.operation === 'PUT') n++;
           }
           return n;
@@ -498,6 +509,7 @@ async function benchCrash(
     ...WINDOWS,
   };
   const dep = await provision(url, {
+    timerLayout: benchTimerLayout(),
     partitions: PARTITIONS,
     leaseTtlMs: LEASE_TTL_MS,
     isolate: true,
@@ -646,9 +658,9 @@ async function main(): Promise<void> {
         `baseline, ${graceful.leaverPartitions.length} consumers in parallel`,
       ),
       row(
-        '    raw KV: read the timer index',
+        `    raw KV: read the crash path (${benchTimerLayout() === 'index' ? 'timer index' : 'snapshots'})`,
         stats(graceful.rawTimerIndexMs),
-        `baseline, ${graceful.timerEntries.toLocaleString('en-US')} open windows, ${graceful.leaverPartitions.length} partitions in parallel`,
+        `baseline, ${graceful.timerEntries.toLocaleString('en-US')} entries, ${graceful.leaverPartitions.length} partitions in parallel`,
       ),
       row(
         '(b) SIGKILL → all caught up on survivor',

@@ -50,7 +50,14 @@ import {
   type WorkerProcess,
 } from '../test/support/fleet.js';
 import { startNatsServer, type NatsServerHandle } from '../test/support/nats-server.js';
-import { formatNumber, formatPercent, printTable, summarize, writeResults } from './support.js';
+import {
+  formatNumber,
+  formatPercent,
+  printTable,
+  summarize,
+  writeResults,
+  benchTimerLayout,
+} from './support.js';
 
 const { values: flags } = parseArgs({
   options: {
@@ -521,7 +528,12 @@ async function cell(
     `\n${partitions} partitions, ${formatNumber(customers)} customers, ${formatNumber(load.events)} events ` +
       `(${load.eventsPerCustomer}/customer), load average ${os.loadavg()[0]?.toFixed(1) ?? '?'}\n`,
   );
-  const d = await provision(server.url, { partitions, isolate: true, leaseTtlMs: 8000 });
+  const d = await provision(server.url, {
+    timerLayout: benchTimerLayout(),
+    partitions,
+    isolate: true,
+    leaseTtlMs: 8000,
+  });
   try {
     const jsm = await jetstreamManager(d.nc);
     const scratch = `${d.names.stateBucket}-bench-floor`;

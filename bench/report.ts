@@ -155,7 +155,7 @@ export function benchTable(): string[] {
       '`bench:fleet`',
       `SIGTERM of a worker holding ${n(get(fleet, 'settings', 'customers'))} customers → its partitions serving elsewhere`,
       `p50 ${n(get(s, 'handoffMs', 'p50'))} ms, p99 ${n(get(s, 'handoffMs', 'p99'))} ms`,
-      `recreate consumers ${n(get(s, 'rawMoveMs', 'p50'))} ms; read the timer index ${n(get(s, 'rawTimerIndexMs', 'p50'))} ms`,
+      `recreate consumers ${n(get(s, 'rawMoveMs', 'p50'))} ms; read the crash path ${n(get(s, 'rawTimerIndexMs', 'p50'))} ms`,
       ratio(get(s, 'handoffMs', 'p99'), get(s, 'rawMoveMs', 'p50')),
       'p99 < 1 s',
       loadOf('fleet', get(fleet, 'loadAverage')),

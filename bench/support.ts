@@ -4,6 +4,11 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import {
+  DEFAULT_TIMER_LAYOUT,
+  TimerLayoutSchema,
+  type TimerLayout,
+} from '../src/nats/deployment.js';
 
 export const RESULTS_DIR = fileURLToPath(new URL('./results/', import.meta.url));
 
@@ -15,6 +20,15 @@ export function envInt(name: string, fallback: number): number {
     throw new Error(`${name} must be a positive whole number, got ${JSON.stringify(raw)}`);
   }
   return Number(raw);
+}
+
+/**
+ * The timer layout the bench's deployments are set up with: BENCH_TIMER_LAYOUT=index measures the
+ * layout of deployments created before layouts existed (one index entry per window), the default
+ * is what setup gives a new deployment.
+ */
+export function benchTimerLayout(): TimerLayout {
+  return TimerLayoutSchema.parse(process.env['BENCH_TIMER_LAYOUT'] ?? DEFAULT_TIMER_LAYOUT);
 }
 
 export interface Summary {

@@ -29,6 +29,7 @@ import {
 } from '../test/support/fleet.js';
 import { rng } from '../test/support/model.js';
 import { startNatsServer, type NatsServerHandle } from '../test/support/nats-server.js';
+import { benchTimerLayout } from './support.js';
 
 const WINDOWS = intEnv('BENCH_WINDOWS', 100_000);
 const QUIET_MS = intEnv('BENCH_QUIET_MS', 2000);
@@ -145,6 +146,7 @@ interface DelayResult {
 
 async function benchDelay(server: NatsServerHandle): Promise<DelayResult> {
   const dep = await provision(server.url, {
+    timerLayout: benchTimerLayout(),
     isolate: true,
     partitions: PARTITIONS,
     env: {
@@ -284,6 +286,7 @@ async function benchWorkerRate(
   events: readonly (readonly [string, OrderEventInput])[],
 ): Promise<RateResult> {
   const dep = await provision(server.url, {
+    timerLayout: benchTimerLayout(),
     isolate: true,
     partitions: PARTITIONS,
     env: { LOG_LEVEL: 'info', TIMER_TICK_MS: '100', ...summaryEnv },
@@ -351,7 +354,11 @@ async function benchRaw(
   server: NatsServerHandle,
   events: readonly (readonly [string, OrderEventInput])[],
 ): Promise<RateResult> {
-  const dep = await provision(server.url, { isolate: true, partitions: PARTITIONS });
+  const dep = await provision(server.url, {
+    timerLayout: benchTimerLayout(),
+    isolate: true,
+    partitions: PARTITIONS,
+  });
   try {
     log(`(b) raw baseline: publishing ${events.length} events`);
     await publishAll(dep, events);
@@ -411,7 +418,11 @@ function table(rows: readonly (readonly string[])[]): string {
  * stream on the same server, in the same run.
  */
 async function benchRawPublish(server: NatsServerHandle, messages: number): Promise<number> {
-  const dep = await provision(server.url, { isolate: true, partitions: PARTITIONS });
+  const dep = await provision(server.url, {
+    timerLayout: benchTimerLayout(),
+    isolate: true,
+    partitions: PARTITIONS,
+  });
   const stream = 'BENCH_RAW_PUBLISH';
   try {
     const jsm = await jetstreamManager(dep.nc);

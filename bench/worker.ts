@@ -45,6 +45,7 @@ import {
   summarize,
   writeResults,
   type Cell,
+  benchTimerLayout,
 } from './support.js';
 
 const EVENTS = envInt('BENCH_EVENTS', 100_000);
@@ -90,6 +91,7 @@ async function stop(
 async function deployment(server: NatsServerHandle): Promise<TestDeployment> {
   // A namespace of its own per scenario: nothing one scenario leaves behind touches another.
   const d = await provision(server.url, {
+    timerLayout: benchTimerLayout(),
     partitions: PARTITIONS,
     isolate: true,
     // The production default (LEASE_TTL_MS), not the tests' 3 s: a lease is only trusted for 60%

@@ -90,6 +90,9 @@ const COUNTERS = [
 ] as const;
 type Counter = (typeof COUNTERS)[number];
 
+/** Timeout of the worker's JetStream API requests (consumer creation above all). */
+const JS_API_TIMEOUT_MS = 20_000;
+
 /**
  * Runs a set of partitions, each under a small supervisor that restarts its runner after a
  * failure (a fenced write, a delivery gap, a NATS outage). `setPartitions` is the seam the fleet
@@ -130,7 +133,11 @@ export class Worker<S, E, O = never> {
   async start(partitions: Iterable<number> = range(this.#deps.partitions)): Promise<void> {
     this.#transition('starting');
     const { nc, names, domain } = this.#deps;
-    this.#jsm = await jetstreamManager(nc);
+    // Partition starts create consumers: on a 2.9 server each creation counts the filter's
+    // matches over every subject of the stream, so 32 partitions starting at once over a million
+    // customers' subjects queued past nats.js's 5 s default, failed, and were retried on top of
+    // the queue (measured: a start-up that never settled). A slow answer is not a failure here.
+    this.#jsm = await jetstreamManager(nc, { timeout: JS_API_TIMEOUT_MS });
     // Bind without the direct-get API: direct gets may be served by a lagging replica, and a
     // stale read of a watermark or a snapshot could make a new owner skip entries.
     const kvm = new Kvm(nc);

@@ -3,6 +3,8 @@
 // Tests compare final state with an independent model of what was published.
 
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream } from 'node:fs';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Kvm } from '@nats-io/kv';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
@@ -136,7 +138,16 @@ export function spawnWorker(
   let raw = '';
   const waiters = new Set<{ predicate: (l: LogLine) => boolean; resolve: (l: LogLine) => void }>();
   let partial = '';
+  // TEST_WORKER_LOG_TEE_DIR: every worker's log also goes to <dir>/<id>.jsonl as it is written
+  // (to watch a long bench or a hanging test while it runs).
+  const teeDir = process.env['TEST_WORKER_LOG_TEE_DIR'];
+  const tee =
+    teeDir === undefined || teeDir === ''
+      ? undefined
+      : createWriteStream(path.join(teeDir, `${id}.jsonl`), { flags: 'a' });
+  child.on('exit', () => tee?.end());
   child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
+    tee?.write(chunk);
     raw += chunk;
     partial += chunk;
     const parts = partial.split('\n');
