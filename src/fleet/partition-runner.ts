@@ -248,6 +248,8 @@ export class PartitionRunner<S, E, O = never> {
    * rejects: it settles with the terminal failure intake must rethrow, if any.
    */
   #preload: Promise<OrderFleetError | undefined> | undefined;
+  /** The preload read (and admitted) every stored customer of the partition. */
+  #preloaded = false;
   readonly #storedScanAbort = new AbortController();
   /** Entries replaced by a redriven copy (`dlq redrive`): never applied, the copy is. */
   #superseded = new Set<number>();
@@ -396,10 +398,17 @@ export class PartitionRunner<S, E, O = never> {
     // windows reading it takes about a second, which a handoff must not wait for.
     // After a graceful handoff the leaver's final checkpoint carried them all in a snapshot
     // tagged with the clean watermark we just read: a handful of reads instead of one per window.
-    this.#indexLoaded = this.#loadTimerIndex(
-      previous.clean ? { epoch: previous.epoch, seq: previous.seq } : undefined,
-    );
-    this.#indexLoaded.catch(() => undefined); // awaited (and rethrown) by the first checkpoint
+    // After a crash on the state layout the open timers are in the customers' snapshots, which a
+    // long catch-up preloads anyway (below): decided once the backlog is known, so the partition's
+    // snapshots are read once, not twice.
+    const timersFromPreload =
+      this.#layout === 'state' && !previous.clean && this.#rebuild === undefined;
+    if (!timersFromPreload) {
+      this.#indexLoaded = this.#loadTimerIndex(
+        previous.clean ? { epoch: previous.epoch, seq: previous.seq } : undefined,
+      );
+      this.#indexLoaded.catch(() => undefined); // awaited (and rethrown) by the first checkpoint
+    }
     // The superseded set is read alongside the consumer's creation: nothing is handled before
     // both are done (the loop starts below), and a handoff waits for the slower one only.
     [this.#superseded, this.#backlog] = await Promise.all([
@@ -409,6 +418,10 @@ export class PartitionRunner<S, E, O = never> {
     if (this.#rebuild !== undefined) this.#stored.forget();
     // A long catch-up meets many customers: worth the scan at once (a handoff's backlog is short).
     else if (this.#backlog >= SCAN_STORED_AT_START_BACKLOG) this.#preloadStored();
+    if (timersFromPreload) {
+      this.#indexLoaded = this.#loadTimerIndex(undefined);
+      this.#indexLoaded.catch(() => undefined); // as above
+    }
     // After a graceful stop the previous owner applied nothing beyond W, so whatever is pending
     // is new. After a crash, the pending entries include work that must be redone: a replay.
     // A rebuild re-applies everything: summaries it meets again must not be sent twice.
@@ -696,7 +709,10 @@ export class PartitionRunner<S, E, O = never> {
       // snapshots, keeping only the open timers; everything at or below W is in them (invariant
       // 2), and what lies beyond is replayed, so they are as complete as the index would be.
       this.#timersFrom = 'state';
-      found = await this.#openTimersFromState();
+      // A preload that read every stored customer admitted each with its timer: nothing to add.
+      if (this.#preload !== undefined && (await this.#preload) === undefined && this.#preloaded)
+        found = new Map();
+      else found = await this.#openTimersFromState();
       if (found === undefined) return; // stopping
     }
     for (const [customerId, timer] of found) {
@@ -707,7 +723,7 @@ export class PartitionRunner<S, E, O = never> {
     }
     this.#indexReady = true;
     this.#log.debug(
-      { from: this.#timersFrom, timers: found.size, durationMs: Date.now() - startedAt },
+      { from: this.#timersFrom, timers: this.#timers.size, durationMs: Date.now() - startedAt },
       'open timers loaded',
     );
   }
@@ -916,6 +932,7 @@ export class PartitionRunner<S, E, O = never> {
       }
       for (const [id, stored] of all) if (!this.#resident.has(id)) this.#admit(id, stored);
       this.#stored.scanned(new Set(all.keys()));
+      this.#preloaded = true;
       this.#log.debug(
         { customers: all.size, durationMs: Date.now() - startedAt },
         'stored customers preloaded',
