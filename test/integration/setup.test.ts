@@ -143,7 +143,11 @@ describe('order-fleet setup', () => {
 
     const first = await setupJson(target);
     expect(first.resources).toEqual(allResources('created'));
-    expect(first.deployment).toMatchObject({ version: 1, partitions: DEFAULT_PARTITIONS });
+    expect(first.deployment).toMatchObject({
+      version: 1,
+      partitions: DEFAULT_PARTITIONS,
+      timerLayout: 'state',
+    });
     const afterFirst = await snapshot(target);
     expect(Object.keys(afterFirst.streams).sort()).toEqual(
       [...STREAMS, ...BUCKETS.map((b) => `KV_${b}`)].sort(),
@@ -167,13 +171,13 @@ describe('order-fleet setup', () => {
     const plain = await runCli(target.dep, ['setup']);
     expectExit(plain, 0);
     const lines = plain.stdout.trim().split('\n');
-    expect(lines).toHaveLength(STREAMS.length + BUCKETS.length + 1);
+    expect(lines).toHaveLength(STREAMS.length + BUCKETS.length + 2);
     for (const name of [...STREAMS, ...BUCKETS]) {
       expect(lines).toContainEqual(
         expect.stringMatching(new RegExp(`^\\w+\\s+${name}\\s+unchanged$`)),
       );
     }
-    expect(lines.at(-1)).toBe(`partitions ${DEFAULT_PARTITIONS}`);
+    expect(lines.slice(-2)).toEqual([`partitions ${DEFAULT_PARTITIONS}`, 'timer-layout state']);
     expect(await snapshot(target)).toEqual(afterFirst);
   });
 
