@@ -401,9 +401,10 @@ describe('order-fleet --help', () => {
     file: string,
     args: readonly string[],
     cwd: string,
+    env: NodeJS.ProcessEnv = process.env,
   ): Promise<{ code: number; stdout: string; stderr: string }> {
     return new Promise((resolve) => {
-      execFile(file, args, { cwd, env: process.env, timeout: 60_000 }, (err, stdout, stderr) => {
+      execFile(file, args, { cwd, env, timeout: 60_000 }, (err, stdout, stderr) => {
         // A non-zero exit is an outcome to assert on, not an exception.
         const code = err === null ? 0 : typeof err.code === 'number' ? err.code : -1;
         resolve({ code, stdout, stderr });
@@ -430,7 +431,13 @@ describe('order-fleet --help', () => {
   });
 
   it('works through npx (npm exec of the package bin)', async () => {
-    const result = await exec('npx', ['--no', '--', 'order-fleet', '--help'], REPO_ROOT);
+    // Without scripts: npx installs this directory into its cache as a `file:` dependency, and
+    // that install ran the package's `prepare` (tsc) over this checkout's dist/ while other test
+    // files were starting workers from it (a worker then failed to import a half-written module).
+    const result = await exec('npx', ['--no', '--', 'order-fleet', '--help'], REPO_ROOT, {
+      ...process.env,
+      npm_config_ignore_scripts: 'true',
+    });
     expect(result.code, result.stderr).toBe(0);
     expectHelp(result.stdout);
   });
