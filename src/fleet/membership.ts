@@ -1,9 +1,5 @@
 import { KvWatchInclude, type KV } from '@nats-io/kv';
 import { z } from 'zod';
-import { TimerLayoutSchema } from '../nats/deployment.js';
-
-/** Every timer layout this version runs. */
-const TIMER_LAYOUTS = TimerLayoutSchema.options;
 import type { JetStreamManager } from '@nats-io/jetstream';
 import {
   kvStreamName,
@@ -16,6 +12,10 @@ import { describeError, errorCode } from '../errors.js';
 import { delay } from '../lifecycle/retry.js';
 import { LOOP_RESTART, TaskGroup } from '../lifecycle/task-group.js';
 import type { Logger } from '../logging/logger.js';
+import { TimerLayoutSchema } from '../nats/deployment.js';
+
+/** Every timer layout this version runs. */
+const TIMER_LAYOUTS = TimerLayoutSchema.options;
 
 /**
  * Fleet membership in a KV bucket with a bucket-level TTL. Each worker writes `m.<id>` on a

@@ -192,25 +192,13 @@ export class CustomerStore<S> {
     opts: { readonly limit: number; readonly signal: AbortSignal },
   ): Promise<Map<string, StoredSnapshot<S>> | undefined> {
     const out = new Map<string, StoredSnapshot<S>>();
-    const entries = await this.kv.history({ key: customerKeyFilter(partition) });
-    const stop = (): void => entries.stop();
-    opts.signal.addEventListener('abort', stop, { once: true });
-    try {
-      for await (const entry of entries) {
-        const customerId = customerIdFromKey(entry.key);
-        if (customerId === undefined) continue;
-        if (entry.operation !== 'PUT') {
-          out.delete(customerId);
-          continue;
-        }
-        if (out.size >= opts.limit) {
-          entries.stop();
-          return undefined;
-        }
-        out.set(customerId, { snapshot: this.parse(customerId, entry), revision: entry.revision });
+    for await (const { customerId, entry } of this.storedEntries(partition, opts.signal)) {
+      if (entry.operation !== 'PUT') {
+        out.delete(customerId);
+        continue;
       }
-    } finally {
-      opts.signal.removeEventListener('abort', stop);
+      if (out.size >= opts.limit) return undefined;
+      out.set(customerId, { snapshot: this.parse(customerId, entry), revision: entry.revision });
     }
     return opts.signal.aborted ? undefined : out;
   }
@@ -232,29 +220,42 @@ export class CustomerStore<S> {
     },
   ): Promise<Map<string, T> | undefined> {
     const out = new Map<string, T>();
+    for await (const { customerId, entry } of this.storedEntries(partition, opts.signal)) {
+      out.delete(customerId); // a later revision of the key replaces what an earlier one gave
+      if (entry.operation !== 'PUT') continue;
+      let snapshot: CustomerSnapshot<S>;
+      try {
+        snapshot = this.parse(customerId, entry);
+      } catch (err) {
+        opts.unreadable(customerId, err);
+        continue;
+      }
+      const picked = pick(snapshot);
+      if (picked !== undefined) out.set(customerId, picked);
+    }
+    return opts.signal.aborted ? undefined : out;
+  }
+
+  /**
+   * The partition's customer entries in one ordered read of `c.<p>.*` (the bucket keeps one
+   * revision per key), ending when `signal` aborts. A caller that returns early stops the read.
+   */
+  private async *storedEntries(
+    partition: number,
+    signal: AbortSignal,
+  ): AsyncGenerator<{ readonly customerId: string; readonly entry: KvEntry }> {
     const entries = await this.kv.history({ key: customerKeyFilter(partition) });
     const stop = (): void => entries.stop();
-    opts.signal.addEventListener('abort', stop, { once: true });
+    signal.addEventListener('abort', stop, { once: true });
     try {
       for await (const entry of entries) {
         const customerId = customerIdFromKey(entry.key);
-        if (customerId === undefined) continue;
-        out.delete(customerId); // a later revision of the key replaces what an earlier one gave
-        if (entry.operation !== 'PUT') continue;
-        let snapshot: CustomerSnapshot<S>;
-        try {
-          snapshot = this.parse(customerId, entry);
-        } catch (err) {
-          opts.unreadable(customerId, err);
-          continue;
-        }
-        const picked = pick(snapshot);
-        if (picked !== undefined) out.set(customerId, picked);
+        if (customerId !== undefined) yield { customerId, entry };
       }
     } finally {
-      opts.signal.removeEventListener('abort', stop);
+      signal.removeEventListener('abort', stop);
+      entries.stop(); // a no-op after the end; stops the read when the caller returned early
     }
-    return opts.signal.aborted ? undefined : out;
   }
 
   /** Writes `snapshot` if the key is still at `revision`; returns the new revision. */
