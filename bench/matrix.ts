@@ -242,6 +242,8 @@ interface Run {
   readonly eventsPerSec: number;
   /** 1-minute load average when the run ended. */
   readonly load: number;
+  /** Worker runs only: partition runs that failed and were restarted (a fenced lease, a stall). */
+  readonly restarts?: number;
 }
 
 function run(events: number, ms: number): Run {
@@ -440,7 +442,9 @@ async function workerRun(
         .filter((l) => l.msg === 'partition starting')
         .map(at),
     );
-    const result = run(events, doneAt - firstStart);
+    // Each restart recreates a consumer, which is what made start-ups at scale spiral.
+    const restarts = w.logs().filter((l) => l.msg === 'partition failed, restarting').length;
+    const result = { ...run(events, doneAt - firstStart), restarts };
     const heap = await probeHeap(w, probeFile);
     return { run: result, heap };
   } finally {
@@ -515,6 +519,8 @@ export interface CellResult {
   readonly bytesPerCustomer: number;
   readonly loadAverage: number;
   readonly stalledRounds: number;
+  /** Partition restarts summed over the rounds. */
+  readonly restarts: number;
 }
 
 async function cell(
@@ -590,7 +596,8 @@ async function cell(
         `  round ${round} (${order.join(' → ')}): raw ${formatNumber(r.raw.eventsPerSec)}/s, ` +
           `raw+kv ${formatNumber(r.rawKv.eventsPerSec)}/s, worker ${formatNumber(r.worker.eventsPerSec)}/s ` +
           `(${formatPercent(r.worker.eventsPerSec / r.raw.eventsPerSec)} / ${formatPercent(r.worker.eventsPerSec / r.rawKv.eventsPerSec)}), ` +
-          `heap ${formatNumber((heapUsed - idleHeapUsed) / customers)} B/customer, load ${r.worker.load.toFixed(1)}\n`,
+          `heap ${formatNumber((heapUsed - idleHeapUsed) / customers)} B/customer, ` +
+          `${r.worker.restarts ?? 0} restarts, load ${r.worker.load.toFixed(1)}\n`,
       );
     }
     const median = (f: (r: CellRound) => number): number => {
@@ -616,6 +623,7 @@ async function cell(
       bytesPerCustomer: median((r) => (r.heapUsed - idleHeapUsed) / customers),
       loadAverage: median((r) => r.worker.load),
       stalledRounds: rounds.filter((r) => r.worker.stalled === true).length,
+      restarts: rounds.reduce((sum, r) => sum + (r.worker.restarts ?? 0), 0),
     };
   } finally {
     // Each cell has a namespace of its own: drop its streams so the next cell starts small.
@@ -656,6 +664,7 @@ async function main(): Promise<void> {
         'of raw+kv',
         'B/customer',
         'load',
+        'restarts',
       ],
       cells.map((c) => [
         c.partitions,
@@ -668,6 +677,7 @@ async function main(): Promise<void> {
         formatPercent(c.ratioToRawKv),
         Math.round(c.bytesPerCustomer),
         c.loadAverage.toFixed(1),
+        c.restarts,
       ]),
     );
     const file = await writeResults(flags.name, {

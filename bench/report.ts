@@ -73,6 +73,7 @@ interface Cell {
   readonly bytesPerCustomer: number;
   readonly loadAverage: number;
   readonly stalledRounds?: number;
+  readonly restarts?: number;
 }
 
 function cellsOf(matrix: Json): Cell[] {
@@ -96,6 +97,7 @@ export function matrixTable(matrix: Json): string[] {
       'heap bytes per resident customer',
       'load avg',
       'stalled rounds',
+      'partition restarts',
     ],
     cells.map((c) => [
       String(c.partitions),
@@ -109,6 +111,7 @@ export function matrixTable(matrix: Json): string[] {
       formatNumber(c.bytesPerCustomer),
       c.loadAverage.toFixed(1),
       String(c.stalledRounds ?? 0),
+      c.restarts === undefined ? '–' : String(c.restarts),
     ]),
   );
 }

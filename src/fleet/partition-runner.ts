@@ -97,6 +97,8 @@ export interface PartitionRunnerDeps<S, E, O = never> {
   readonly jsm: JetStreamManager;
   readonly names: ResourceNames;
   readonly partition: number;
+  /** Runs the partition consumer's set-up (the worker's limiter; see PartitionConsumerDeps). */
+  readonly consumerSetup?: <T>(create: () => Promise<T>) => Promise<T>;
   readonly aggregator: Aggregator<S, E, O>;
   readonly decode: EntryDecoder<E>;
   readonly outputs?: OutputSink<O>;
@@ -295,6 +297,7 @@ export class PartitionRunner<S, E, O = never> {
       partition: deps.partition,
       checkpointEveryEvents: deps.settings.checkpointEveryEvents,
       checkpointIntervalMs: deps.settings.checkpointIntervalMs,
+      ...(deps.consumerSetup === undefined ? {} : { setup: deps.consumerSetup }),
       log: this.#log,
     });
     this.#queries = new QueryResponder({
@@ -483,6 +486,7 @@ export class PartitionRunner<S, E, O = never> {
         this.#wake?.();
       },
       {
+        stillOwner: () => this.#deps.settings.canWrite(),
         // A deleted consumer means another runner took the partition: stop at once.
         onDeleted: () => {
           if (this.#intakeStopped) return;

@@ -4,6 +4,7 @@ import {
   type JetStreamClient,
   type JetStreamManager,
 } from '@nats-io/jetstream';
+import pLimit from 'p-limit';
 import { Kvm } from '@nats-io/kv';
 import type { KvWrites } from '../nats/js-writer.js';
 import type { NatsConnection } from '@nats-io/transport-node';
@@ -46,6 +47,12 @@ export type WorkerState =
 
 export interface WorkerDeps<S, E, O = never> {
   readonly nc: NatsConnection;
+  /**
+   * Where partition consumers are created, deleted and inspected (default: `nc`). On a 2.9
+   * server each of those requests holds up everything sent after it on the same connection for
+   * a time that grows with the stream's subjects (see main.ts), so the fleet gives them their own.
+   */
+  readonly managementNc?: NatsConnection;
   readonly names: ResourceNames;
   readonly partitions: number;
   readonly worker: Config['worker'];
@@ -92,6 +99,12 @@ type Counter = (typeof COUNTERS)[number];
 
 /** Timeout of the worker's JetStream API requests (consumer creation above all). */
 const JS_API_TIMEOUT_MS = 20_000;
+/**
+ * Partition consumers being set up at once. The server creates them one at a time anyway; two
+ * keep a request in flight while the other is answered, and each request's timeout then measures
+ * its own creation, not a queue of the worker's other partitions (see PartitionConsumerDeps).
+ */
+const CONSUMER_SETUP_CONCURRENCY = 2;
 
 /**
  * Runs a set of partitions, each under a small supervisor that restarts its runner after a
@@ -115,6 +128,7 @@ export class Worker<S, E, O = never> {
   /** Counters of runners that have ended, so totals never go backwards. */
   readonly #retired = Object.fromEntries(COUNTERS.map((k) => [k, 0])) as Record<Counter, number>;
   #closing: Promise<WorkerReport> | undefined;
+  readonly #consumerSetup = pLimit(CONSUMER_SETUP_CONCURRENCY);
 
   constructor(deps: WorkerDeps<S, E, O>) {
     this.#deps = deps;
@@ -137,7 +151,9 @@ export class Worker<S, E, O = never> {
     // matches over every subject of the stream, so 32 partitions starting at once over a million
     // customers' subjects queued past nats.js's 5 s default, failed, and were retried on top of
     // the queue (measured: a start-up that never settled). A slow answer is not a failure here.
-    this.#jsm = await jetstreamManager(nc, { timeout: JS_API_TIMEOUT_MS });
+    this.#jsm = await jetstreamManager(this.#deps.managementNc ?? nc, {
+      timeout: JS_API_TIMEOUT_MS,
+    });
     // Bind without the direct-get API: direct gets may be served by a lagging replica, and a
     // stale read of a watermark or a snapshot could make a new owner skip entries.
     const kvm = new Kvm(nc);
@@ -304,6 +320,7 @@ export class Worker<S, E, O = never> {
       jsm: this.#jsm,
       names,
       partition,
+      consumerSetup: (create) => this.#consumerSetup(create),
       aggregator: domain.aggregator,
       decode: domain.decoder,
       ...(domain.outputs === undefined ? {} : { outputs: domain.outputs }),
