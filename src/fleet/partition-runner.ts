@@ -371,6 +371,7 @@ export class PartitionRunner<S, E, O = never> {
 
   async #begin(): Promise<void> {
     const { watermarks, settings } = this.#deps;
+    const beganAt = performance.now();
 
     // Fence before anything else: bumping the epoch with a conditional write makes the previous
     // runner's next watermark write fail, so at most one runner can advance this partition.
@@ -414,10 +415,12 @@ export class PartitionRunner<S, E, O = never> {
     }
     // The superseded set is read alongside the consumer's creation: nothing is handled before
     // both are done (the loop starts below), and a handoff waits for the slower one only.
+    const fencedAt = performance.now();
     [this.#superseded, this.#backlog] = await Promise.all([
       watermarks.superseded(this.partition),
       this.#recreateConsumer(from + 1),
     ]);
+    const consumerAt = performance.now();
     if (this.#rebuild !== undefined) this.#stored.forget();
     // A long catch-up meets many customers: worth the scan at once (a handoff's backlog is short).
     else if (this.#backlog >= SCAN_STORED_AT_START_BACKLOG) this.#preloadStored();
@@ -437,6 +440,9 @@ export class PartitionRunner<S, E, O = never> {
         cleanHandoff: previous.clean,
         backlog: this.#backlog,
         ...(this.#rebuild === undefined ? {} : { rebuild: this.#rebuild }),
+        // Where a slow start went: reading and fencing the watermark, then the consumer.
+        fenceMs: Math.round(fencedAt - beganAt),
+        consumerMs: Math.round(consumerAt - fencedAt),
       },
       'partition starting',
     );
