@@ -3,6 +3,7 @@ import {
   DeliverPolicy,
   ReplayPolicy,
   type Consumer,
+  type ConsumerConfig,
   type ConsumerMessages,
   type JetStreamClient,
   type JetStreamManager,
@@ -34,6 +35,14 @@ const STALLED_AFTER_MISSED = 2;
  * (computed by the server on every info) cost nothing noticeable.
  */
 const AUDIT_INTERVAL_MS = 15_000;
+
+/** A consumer the previous owner created for the next one (see PartitionConsumer.prepareNext). */
+export interface PreparedConsumer {
+  /** Its first entry: the one after the previous owner's final watermark. */
+  readonly startSeq: number;
+  /** Entries waiting in it when it was created. */
+  readonly pending: number;
+}
 
 export interface PartitionConsumerDeps {
   readonly js: JetStreamClient;
@@ -70,6 +79,7 @@ export class PartitionConsumer {
   readonly #auditStop = new AbortController();
   /** Highest delivery sequence handed to the callback. */
   #received = 0;
+  #closing: Promise<void> | undefined;
 
   constructor(deps: PartitionConsumerDeps) {
     this.#deps = deps;
@@ -77,7 +87,9 @@ export class PartitionConsumer {
   }
 
   /**
-   * Deletes and recreates the consumer at `startSeq`, then starts delivery to `onMessage`.
+   * Deletes and recreates the consumer at `startSeq`, then starts delivery to `onMessage`; or,
+   * given `prepared`, binds the consumer the previous owner left at `startSeq` for us (see
+   * {@link prepareNext}) without a request.
    * `onDeleted` is called if the consumer is deleted later (another runner took over);
    * `onStalled` if it stops delivering while the connection is up: its server-side group can be
    * left without a leader after node failures (a 2.10 server was seen answering "JetStream system
@@ -97,16 +109,12 @@ export class PartitionConsumer {
        */
       readonly stillOwner?: () => boolean;
     },
+    prepared?: PreparedConsumer,
   ): Promise<number> {
-    const setup = this.#deps.setup ?? ((create) => create());
-    const { pending, consumer } = await setup(() => {
-      if (events.stillOwner?.() === false)
-        throw new OrderFleetError(
-          ErrorCode.Fenced,
-          `partition ${this.#deps.partition}: lease lost before its consumer was created`,
-        );
-      return this.#recreate(startSeq);
-    });
+    const { pending, consumer } =
+      prepared === undefined
+        ? await this.#setUp(startSeq, events.stillOwner)
+        : { pending: prepared.pending, consumer: this.#bind(prepared) };
     const messages = await consumer.consume({
       max_messages: PULL_BATCH,
       expires: PULL_EXPIRES_MS,
@@ -128,14 +136,96 @@ export class PartitionConsumer {
     return pending;
   }
 
+  /**
+   * For the next owner, after this runner's delivery has ended: replaces the consumer with a
+   * fresh one at `startSeq` (the entry after the final watermark) and returns how many entries
+   * wait in it. The leaver does this alongside its final checkpoint's writes, so the next owner,
+   * reading a clean watermark that names it, binds it at once instead of creating one on its own
+   * start (a creation costs time that grows with the stream's subjects: most of a handoff).
+   * Nothing can have been delivered from it: this runner's pulls went to the consumer it just
+   * deleted, and nobody else pulls from a partition's consumer without its lease.
+   */
+  async prepareNext(
+    startSeq: number,
+    checks: {
+      readonly stillOwner: () => boolean;
+      /**
+       * True once the caller no longer waits for a set-up that has not started: one queued
+       * behind other partitions' would only delay the leaver's release (and once it is sent,
+       * it must be awaited, or it could replace the next owner's own consumer).
+       */
+      readonly abandoned: () => boolean;
+    },
+  ): Promise<number> {
+    await this.close();
+    const started = (): boolean => {
+      if (checks.abandoned())
+        throw new OrderFleetError(
+          ErrorCode.Aborted,
+          `partition ${this.#deps.partition}: the next owner's consumer was not prepared in time`,
+        );
+      return checks.stillOwner();
+    };
+    return (await this.#setUp(startSeq, started)).pending;
+  }
+
+  #setUp(
+    startSeq: number,
+    stillOwner: (() => boolean) | undefined,
+  ): Promise<{ pending: number; consumer: Consumer }> {
+    const setup = this.#deps.setup ?? ((create) => create());
+    return setup(() => {
+      if (stillOwner?.() === false)
+        throw new OrderFleetError(
+          ErrorCode.Fenced,
+          `partition ${this.#deps.partition}: lease lost before its consumer was created`,
+        );
+      return this.#recreate(startSeq);
+    });
+  }
+
   async #recreate(startSeq: number): Promise<{ pending: number; consumer: Consumer }> {
-    const { jsm, js, names, partition, checkpointEveryEvents, checkpointIntervalMs } = this.#deps;
+    const { jsm, js, names } = this.#deps;
     try {
       await jsm.consumers.delete(names.ordersStream, this.#name);
     } catch (err) {
       if (!isConsumerNotFound(err)) throw err;
     }
-    const created = await jsm.consumers.add(names.ordersStream, {
+    const created = await jsm.consumers.add(names.ordersStream, this.#config(startSeq));
+    // Built from the creation's answer: `consumers.get` would ask for the info again, which on a
+    // 2.9 server costs as much as the creation (it counts the filter's matches over every
+    // subject): half of a handoff's consumer set-up, measured.
+    const consumer = js.consumers.getConsumerFromInfo(created);
+    return { pending: created.num_pending, consumer };
+  }
+
+  /**
+   * The prepared consumer, built from what we know of it: nats.js only uses the names to pull.
+   * If it is not there after all, the pulls find no consumer and the status watch reports the
+   * runner stalled, which recreates it from the watermark.
+   */
+  #bind(prepared: PreparedConsumer): Consumer {
+    const { js, names } = this.#deps;
+    const none = { consumer_seq: 0, stream_seq: 0, last_active: 0 };
+    return js.consumers.getConsumerFromInfo({
+      stream_name: names.ordersStream,
+      name: this.#name,
+      created: new Date(0).toISOString(),
+      config: this.#config(prepared.startSeq),
+      delivered: none,
+      ack_floor: none,
+      num_ack_pending: 0,
+      num_redelivered: 0,
+      num_waiting: 0,
+      num_pending: prepared.pending,
+      push_bound: false,
+      pause_remaining: 0,
+    });
+  }
+
+  #config(startSeq: number): ConsumerConfig {
+    const { names, partition, checkpointEveryEvents, checkpointIntervalMs } = this.#deps;
+    return {
       durable_name: this.#name,
       filter_subject: partitionFilter(names, partition),
       ack_policy: AckPolicy.All,
@@ -148,12 +238,7 @@ export class PartitionConsumer {
       max_ack_pending: 2 * checkpointEveryEvents + 2 * PULL_BATCH,
       ack_wait: nanos(Math.max(60_000, 20 * checkpointIntervalMs)),
       max_deliver: -1,
-    });
-    // Built from the creation's answer: `consumers.get` would ask for the info again, which on a
-    // 2.9 server costs as much as the creation (it counts the filter's matches over every
-    // subject): half of a handoff's consumer set-up, measured.
-    const consumer = js.consumers.getConsumerFromInfo(created);
-    return { pending: created.num_pending, consumer };
+    };
   }
 
   /** Stops delivery at once; messages already delivered stay with the runner. */
@@ -163,14 +248,17 @@ export class PartitionConsumer {
   }
 
   /** Releases the subscription and waits for the status watch and the audit. Idempotent. */
-  async close(): Promise<void> {
-    this.#auditStop.abort();
-    try {
-      await this.#messages?.close();
-    } finally {
-      await this.#watching;
-      await this.#auditing;
-    }
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      this.#auditStop.abort();
+      try {
+        await this.#messages?.close();
+      } finally {
+        await this.#watching;
+        await this.#auditing;
+      }
+    })();
+    return this.#closing;
   }
 
   /**

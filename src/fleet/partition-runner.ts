@@ -35,7 +35,7 @@ import {
   type CheckpointView,
 } from './checkpoint-policy.js';
 import { QueryResponder } from './query-responder.js';
-import { PartitionConsumer } from './partition-consumer.js';
+import { PartitionConsumer, type PreparedConsumer } from './partition-consumer.js';
 import type { ContentsAnswer } from './queries.js';
 
 export interface PartitionRunnerSettings {
@@ -90,6 +90,20 @@ export interface TimerHost<E> {
   /** How often due timers are looked for. */
   readonly tickMs: number;
 }
+
+/**
+ * How long a final checkpoint's writes may be followed by waiting for the next owner's consumer
+ * set-up to start (it may be queued behind other partitions' set-ups): the release of the lease
+ * waits for it, so it must not wait long. A set-up already sent is always awaited.
+ */
+const PREPARE_WAIT_MS = 1000;
+/**
+ * A prepared consumer older than this is recreated instead: its `pending`, which the runner
+ * reports caught up against, counts only what was waiting when the leaver made it, so after a
+ * fleet stopped for long it would say caught up long before it is. A handoff binds it within
+ * a second; wall clocks of two workers may differ by a few.
+ */
+const PREPARED_MAX_AGE_MS = 60_000;
 
 export interface PartitionRunnerDeps<S, E, O = never> {
   readonly nc: NatsConnection;
@@ -276,6 +290,8 @@ export class PartitionRunner<S, E, O = never> {
   /** The deployment's timer layout as read at this runner's start. */
   #layout: TimerLayout = 'index';
   #tick: NodeJS.Timeout | undefined;
+  /** The next owner's consumer being made by a final checkpoint (never rejects). */
+  #preparing: Promise<PreparedConsumer | undefined> | undefined;
   /** Outputs being published; a checkpoint waits for all of them before moving the watermark. */
   #pendingOutputs: Promise<void>[] = [];
   /** Last output under way per customer, to keep each customer's outputs in order. */
@@ -386,8 +402,18 @@ export class PartitionRunner<S, E, O = never> {
     const requested = await watermarks.rebuildRequested(this.partition);
     if (requested > previous.rebuild) this.#rebuild = requested;
     const from = this.#rebuild === undefined ? previous.seq : 0;
+    // A consumer left for us by a clean leaver, named by the watermark we fence (a crash leaves
+    // none: the watermark we write now has no such field, nor does any after it).
+    const { preparedConsumer, ...kept } = previous;
+    const prepared =
+      previous.clean &&
+      this.#rebuild === undefined &&
+      preparedConsumer?.startSeq === from + 1 &&
+      Date.now() - Date.parse(previous.at) < PREPARED_MAX_AGE_MS
+        ? preparedConsumer
+        : undefined;
     const fenced: Watermark = {
-      ...previous,
+      ...kept,
       epoch: previous.epoch + 1,
       owner: settings.workerId,
       clean: false,
@@ -418,7 +444,7 @@ export class PartitionRunner<S, E, O = never> {
     const fencedAt = performance.now();
     [this.#superseded, this.#backlog] = await Promise.all([
       watermarks.superseded(this.partition),
-      this.#recreateConsumer(from + 1),
+      this.#recreateConsumer(from + 1, prepared),
     ]);
     const consumerAt = performance.now();
     if (this.#rebuild !== undefined) this.#stored.forget();
@@ -443,6 +469,7 @@ export class PartitionRunner<S, E, O = never> {
         // Where a slow start went: reading and fencing the watermark, then the consumer.
         fenceMs: Math.round(fencedAt - beganAt),
         consumerMs: Math.round(consumerAt - fencedAt),
+        consumer: prepared === undefined ? 'created' : 'prepared by the previous owner',
       },
       'partition starting',
     );
@@ -483,7 +510,7 @@ export class PartitionRunner<S, E, O = never> {
   }
 
   /** Returns how many entries were waiting in the log when the consumer was created. */
-  async #recreateConsumer(startSeq: number): Promise<number> {
+  async #recreateConsumer(startSeq: number, prepared?: PreparedConsumer): Promise<number> {
     this.#expectedDelivery = 1;
     return this.#consumer.open(
       startSeq,
@@ -512,6 +539,7 @@ export class PartitionRunner<S, E, O = never> {
           this.#stopIntake();
         },
       },
+      prepared,
     );
   }
 
@@ -1038,6 +1066,19 @@ export class PartitionRunner<S, E, O = never> {
       return;
     }
     await this.#indexLoaded;
+    // A clean stop hands the next owner a consumer made alongside the writes below (see
+    // PartitionConsumer.prepareNext). Delivery has ended and everything received is applied, so
+    // the entry after #appliedSeq is the first the next owner needs. Only an advantage: if it
+    // fails, the watermark does not name it and the next owner creates its own.
+    let writesDoneAt: number | undefined = undefined;
+    const preparing = final
+      ? this.#prepareNextConsumer(
+          this.#appliedSeq + 1,
+          () => writesDoneAt !== undefined && performance.now() - writesDoneAt > PREPARE_WAIT_MS,
+        )
+      : undefined;
+    // Owned by the runner: a checkpoint that fails below leaves it to #release to await.
+    this.#preparing = preparing;
     // Outputs first: a summary must be stored before the watermark passes the entry that made it.
     const outputs = this.#pendingOutputs;
     this.#pendingOutputs = [];
@@ -1100,16 +1141,20 @@ export class PartitionRunner<S, E, O = never> {
         this.#snapshotChunkKeys,
       );
     }
+    writesDoneAt = performance.now();
+    const preparedConsumer = await preparing;
     const next: Watermark = {
       ...watermark,
       seq: this.#appliedSeq,
       clean: final,
       at: new Date().toISOString(),
       rebuild: rebuildDone ? (this.#rebuild ?? watermark.rebuild) : watermark.rebuild,
+      ...(preparedConsumer === undefined ? {} : { preparedConsumer }),
     };
     this.#watermarkRevision = await watermarks.save(this.partition, next, this.#watermarkRevision);
     this.#watermark = next;
-    this.#lastMsg?.ack();
+    // Not after a prepared consumer: ours is gone, and the ack's subject names the new one.
+    if (preparing === undefined) this.#lastMsg?.ack();
     this.#lastMsg = undefined;
     this.#sinceCheckpoint = 0;
     this.#lastCheckpointAt = Date.now();
@@ -1117,6 +1162,28 @@ export class PartitionRunner<S, E, O = never> {
     this.#log.debug({ watermark: next.seq, customers: dirty.length, final }, 'checkpoint');
     if (rebuildDone)
       this.#log.info({ rebuild: next.rebuild, watermark: next.seq }, 'partition rebuilt');
+  }
+
+  /** Never rejects: a failure only means the next owner creates its own consumer. */
+  async #prepareNextConsumer(
+    startSeq: number,
+    abandoned: () => boolean,
+  ): Promise<PreparedConsumer | undefined> {
+    try {
+      const pending = await this.#consumer.prepareNext(startSeq, {
+        stillOwner: () => this.#deps.settings.canWrite(),
+        abandoned,
+      });
+      return { startSeq, pending };
+    } catch (err) {
+      // Not waited for (queued behind other partitions' set-ups): expected at a large shutdown.
+      const level = isOrderFleetError(err) && err.code === ErrorCode.Aborted ? 'debug' : 'warn';
+      this.#log[level](
+        { code: errorCode(err), err: describeError(err) },
+        "next owner's consumer not prepared",
+      );
+      return undefined;
+    }
   }
 
   /**
@@ -1138,6 +1205,7 @@ export class PartitionRunner<S, E, O = never> {
     clearInterval(this.#tick);
     this.#storedScanAbort.abort();
     await this.#preload; // never rejects: a failure is intake's to report
+    await this.#preparing; // never rejects either
     // Never rejects (it logs its own failure); awaited so no read outlives the runner.
     await this.#storedScan;
     try {

@@ -22,6 +22,14 @@ export const WatermarkSchema = z.object({
    * handoff starts over from the beginning of the log instead of resuming on half-rebuilt state.
    */
   rebuild: z.number().int().min(0).default(0),
+  /**
+   * Written only with `clean`: the leaver replaced the partition's consumer with one starting at
+   * `startSeq` (= `seq + 1`), holding `pending` entries when made, for the next owner to bind
+   * instead of creating its own. Workers that predate it drop the field and recreate, as before.
+   */
+  preparedConsumer: z
+    .object({ startSeq: z.number().int().min(1), pending: z.number().int().min(0) })
+    .optional(),
 });
 export type Watermark = z.infer<typeof WatermarkSchema>;
 

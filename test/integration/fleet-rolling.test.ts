@@ -130,6 +130,11 @@ describe('fleet rolling restart under load', () => {
     // The roll moved every partition at least once (each old owner left).
     expect(new Set(rollStarts.map((l) => numberField(l, 'partition'))).size).toBe(PARTITIONS);
     expect(rollStarts.filter((l) => field(l, 'cleanHandoff') !== true)).toEqual([]);
+    // And each bound the consumer its leaver prepared instead of creating one (8 partitions fit
+    // the leaver's set-ups at once, so none is left unprepared).
+    expect(
+      rollStarts.filter((l) => field(l, 'consumer') !== 'prepared by the previous owner'),
+    ).toEqual([]);
     const rollCaughtUp = [
       ...fresh.flatMap((w) => linesOf(w, 'partition caught up')),
       ...old.flatMap((w) =>

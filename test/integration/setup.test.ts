@@ -291,7 +291,9 @@ describe('order-fleet setup on a cluster that is still forming', () => {
     });
     const nc = await connect({ servers: cluster.urls.slice(0, 2) });
     teardown.push(() => nc.close());
-    const jsm = await jetstreamManager(nc);
+    // No account-info probe, and a long timeout: if the stopped node led the JetStream meta
+    // group, the other two are still electing a leader, and nats.js's 5 s probe timed out once.
+    const jsm = await jetstreamManager(nc, { checkAPI: false, timeout: 20_000 });
     // Nothing can be placed with one node of three down; give setup time to be refused.
     await new Promise((resolve) => setTimeout(resolve, 3000));
     const placedMeanwhile: string[] = [];
