@@ -55,9 +55,9 @@ export interface PartitionConsumerDeps {
   /**
    * Runs the consumer's (re)creation; the worker passes one limiter shared by its partitions.
    * The server creates a stream's consumers one at a time, each in time that grows with the
-   * stream's subjects (about 0.7 s over a million customers' subjects, with the info that
-   * follows), so 32 sent at once queued past the API timeout and were retried on top of the
-   * queue. Sent a few at a time, each request's timeout measures its own creation.
+   * stream's subjects (about 0.7 s each over a million customers' subjects), so 32 sent at once
+   * queued past the API timeout and were retried on top of the queue. Sent a few at a time,
+   * each request's timeout measures its own creation.
    */
   readonly setup?: <T>(create: () => Promise<T>) => Promise<T>;
   readonly log: Logger;
