@@ -18,6 +18,7 @@ import { describeError, ErrorCode, OrderFleetError } from '../errors.js';
 import { auditDelivery, consumerUnreadable, type DeliverySample } from './delivery-audit.js';
 import type { Logger } from '../logging/logger.js';
 import { isConsumerNotFound } from '../nats/errors.js';
+import type { PreparedConsumer } from '../state/watermark-store.js';
 
 /** Messages asked for per pull. */
 export const PULL_BATCH = 1000;
@@ -36,14 +37,6 @@ const STALLED_AFTER_MISSED = 2;
  */
 const AUDIT_INTERVAL_MS = 15_000;
 
-/** A consumer the previous owner created for the next one (see PartitionConsumer.prepareNext). */
-export interface PreparedConsumer {
-  /** Its first entry: the one after the previous owner's final watermark. */
-  readonly startSeq: number;
-  /** Entries waiting in it when it was created. */
-  readonly pending: number;
-}
-
 export interface PartitionConsumerDeps {
   readonly js: JetStreamClient;
   readonly jsm: JetStreamManager;
@@ -60,6 +53,11 @@ export interface PartitionConsumerDeps {
    * each request's timeout measures its own creation.
    */
   readonly setup?: <T>(create: () => Promise<T>) => Promise<T>;
+  /**
+   * Asked when a set-up's turn comes (it may have waited behind other partitions): false when
+   * the lease was lost meanwhile, so the consumer, perhaps already the new owner's, is left alone.
+   */
+  readonly stillOwner?: () => boolean;
   readonly log: Logger;
 }
 
@@ -99,21 +97,12 @@ export class PartitionConsumer {
   async open(
     startSeq: number,
     onMessage: (msg: JsMsg) => void,
-    events: {
-      readonly onDeleted: () => void;
-      readonly onStalled: (why: string) => void;
-      /**
-       * Asked when the set-up's turn comes (it may have waited behind other partitions): false
-       * when the lease was lost meanwhile, so the consumer, perhaps already the new owner's, is
-       * left alone.
-       */
-      readonly stillOwner?: () => boolean;
-    },
+    events: { readonly onDeleted: () => void; readonly onStalled: (why: string) => void },
     prepared?: PreparedConsumer,
   ): Promise<number> {
     const { pending, consumer } =
       prepared === undefined
-        ? await this.#setUp(startSeq, events.stillOwner)
+        ? await this.#setUp(startSeq)
         : { pending: prepared.pending, consumer: this.#bind(prepared) };
     const messages = await consumer.consume({
       max_messages: PULL_BATCH,
@@ -147,38 +136,32 @@ export class PartitionConsumer {
    */
   async prepareNext(
     startSeq: number,
-    checks: {
-      readonly stillOwner: () => boolean;
-      /**
-       * True once the caller no longer waits for a set-up that has not started: one queued
-       * behind other partitions' would only delay the leaver's release (and once it is sent,
-       * it must be awaited, or it could replace the next owner's own consumer).
-       */
-      readonly abandoned: () => boolean;
-    },
+    /**
+     * True once the caller no longer waits for a set-up that has not started: one queued behind
+     * other partitions' would only delay the leaver's release (and once it is sent, it must be
+     * awaited, or it could replace the next owner's own consumer).
+     */
+    abandoned: () => boolean,
   ): Promise<number> {
     await this.close();
-    const started = (): boolean => {
-      if (checks.abandoned())
-        throw new OrderFleetError(
-          ErrorCode.Aborted,
-          `partition ${this.#deps.partition}: the next owner's consumer was not prepared in time`,
-        );
-      return checks.stillOwner();
-    };
-    return (await this.#setUp(startSeq, started)).pending;
+    return (await this.#setUp(startSeq, abandoned)).pending;
   }
 
   #setUp(
     startSeq: number,
-    stillOwner: (() => boolean) | undefined,
+    abandoned: () => boolean = () => false,
   ): Promise<{ pending: number; consumer: Consumer }> {
-    const setup = this.#deps.setup ?? ((create) => create());
+    const { partition, setup = (create) => create(), stillOwner } = this.#deps;
     return setup(() => {
+      if (abandoned())
+        throw new OrderFleetError(
+          ErrorCode.Aborted,
+          `partition ${partition}: the next owner's consumer was not prepared in time`,
+        );
       if (stillOwner?.() === false)
         throw new OrderFleetError(
           ErrorCode.Fenced,
-          `partition ${this.#deps.partition}: lease lost before its consumer was created`,
+          `partition ${partition}: lease lost before its consumer was created`,
         );
       return this.#recreate(startSeq);
     });

@@ -19,7 +19,7 @@ import type {
   Quarantine,
   StoredSnapshot,
 } from '../state/customer-store.js';
-import type { Watermark, WatermarkStore } from '../state/watermark-store.js';
+import type { PreparedConsumer, Watermark, WatermarkStore } from '../state/watermark-store.js';
 import type { TimerIndex } from '../state/timer-index.js';
 import type { TimerLayout } from '../nats/deployment.js';
 import type { TimerSnapshotStore, TimerSnapshotTag } from '../state/timer-snapshot.js';
@@ -35,7 +35,7 @@ import {
   type CheckpointView,
 } from './checkpoint-policy.js';
 import { QueryResponder } from './query-responder.js';
-import { PartitionConsumer, type PreparedConsumer } from './partition-consumer.js';
+import { PartitionConsumer } from './partition-consumer.js';
 import type { ContentsAnswer } from './queries.js';
 
 export interface PartitionRunnerSettings {
@@ -314,6 +314,7 @@ export class PartitionRunner<S, E, O = never> {
       checkpointEveryEvents: deps.settings.checkpointEveryEvents,
       checkpointIntervalMs: deps.settings.checkpointIntervalMs,
       ...(deps.consumerSetup === undefined ? {} : { setup: deps.consumerSetup }),
+      stillOwner: () => deps.settings.canWrite(),
       log: this.#log,
     });
     this.#queries = new QueryResponder({
@@ -519,7 +520,6 @@ export class PartitionRunner<S, E, O = never> {
         this.#wake?.();
       },
       {
-        stillOwner: () => this.#deps.settings.canWrite(),
         // A deleted consumer means another runner took the partition: stop at once.
         onDeleted: () => {
           if (this.#intakeStopped) return;
@@ -1170,10 +1170,7 @@ export class PartitionRunner<S, E, O = never> {
     abandoned: () => boolean,
   ): Promise<PreparedConsumer | undefined> {
     try {
-      const pending = await this.#consumer.prepareNext(startSeq, {
-        stillOwner: () => this.#deps.settings.canWrite(),
-        abandoned,
-      });
+      const pending = await this.#consumer.prepareNext(startSeq, abandoned);
       return { startSeq, pending };
     } catch (err) {
       // Not waited for (queued behind other partitions' set-ups): expected at a large shutdown.

@@ -322,7 +322,7 @@ export class Worker<S, E, O = never> {
       jsm: this.#jsm,
       names,
       partition,
-      consumerSetup: (create) => this.#consumerSetup(create),
+      consumerSetup: this.#consumerSetup,
       aggregator: domain.aggregator,
       decode: domain.decoder,
       ...(domain.outputs === undefined ? {} : { outputs: domain.outputs }),

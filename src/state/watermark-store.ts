@@ -10,6 +10,16 @@ import { rebuildKey, supersededKey, supersededKeyFilter, watermarkKey } from './
  * runner: its next conditional write of the watermark fails. `clean` records that the last runner
  * stopped gracefully, i.e. it applied nothing beyond `seq`.
  */
+/**
+ * A consumer a clean leaver made for the next owner: it starts at `startSeq` (= the watermark's
+ * `seq + 1`) and held `pending` entries when made (see PartitionConsumer.prepareNext).
+ */
+export const PreparedConsumerSchema = z.object({
+  startSeq: z.number().int().min(1),
+  pending: z.number().int().min(0),
+});
+export type PreparedConsumer = z.infer<typeof PreparedConsumerSchema>;
+
 export const WatermarkSchema = z.object({
   seq: z.number().int().min(0),
   epoch: z.number().int().min(0),
@@ -23,13 +33,11 @@ export const WatermarkSchema = z.object({
    */
   rebuild: z.number().int().min(0).default(0),
   /**
-   * Written only with `clean`: the leaver replaced the partition's consumer with one starting at
-   * `startSeq` (= `seq + 1`), holding `pending` entries when made, for the next owner to bind
-   * instead of creating its own. Workers that predate it drop the field and recreate, as before.
+   * Written only with `clean`: the leaver replaced the partition's consumer with this one, for
+   * the next owner to bind instead of creating its own. Workers that predate it drop the field
+   * and recreate, as before.
    */
-  preparedConsumer: z
-    .object({ startSeq: z.number().int().min(1), pending: z.number().int().min(0) })
-    .optional(),
+  preparedConsumer: PreparedConsumerSchema.optional(),
 });
 export type Watermark = z.infer<typeof WatermarkSchema>;
 
